@@ -1,0 +1,40 @@
+# Two commands: `make lab` to learn, `make test` to check. Each sets itself up.
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+# Tests read the offline data beside the repository when it is there.
+COURSE_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+LAB_ARGS ?=
+
+.PHONY: lab test lint notebooks setup clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -e '.[lab,test]'
+	touch $@
+
+setup: $(STAMP)
+
+lab: $(STAMP)
+	cd notebooks && ../$(VENV)/bin/jupyter lab 01_change_of_variables.ipynb $(LAB_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP) lint
+	COURSE_FAST=1 COURSE_DATA_DIR=$(COURSE_DATA_DIR) $(PY) -m pytest --doctest-modules course_utils tests \
+		--nbval-lax --nbval-current-env notebooks
+
+# Re-execute every lesson in full mode and keep its outputs (what is committed).
+notebooks: $(STAMP)
+	for nb in notebooks/[0-9]*.ipynb; do \
+		COURSE_DATA_DIR=$(COURSE_DATA_DIR) $(VENV)/bin/jupyter nbconvert --to notebook --execute \
+			--inplace --ExecutePreprocessor.timeout=3600 $$nb || exit 1; \
+	done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

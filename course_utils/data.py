@@ -1,0 +1,370 @@
+"""Datasets: the moons toy data and MNIST / Fashion-MNIST read from IDX files.
+
+MNIST-style data comes as four gzip-compressed IDX files per dataset. The
+loader looks for them, in this order:
+
+1. ``COURSE_DATA_DIR`` (or the ``root`` argument): a local folder read as is,
+   holding either ``<root>/<name>/<file>`` or ``<root>/<file>``;
+2. the cache ``COURSE_CACHE_DIR/data/<name>/``, filled by earlier downloads;
+3. a download from the public mirrors into the cache, verified by md5 (a
+   partial or corrupt cached file is detected and fetched again).
+
+``COURSE_OFFLINE=1`` skips step 3; when nothing is found the error names every
+folder it looked in and how to fix it. No torchvision is needed: the IDX
+format is a few header bytes followed by raw ``uint8`` data.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from course_utils import config
+
+# --------------------------------------------------------------------- moons
+
+
+def moons(
+    n_train: int = 2000, n_test: int = 2000, noise: float = 0.1, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two-moons data with a fixed train/test split.
+
+    The same ``seed`` always gives the same points, so held-out NLLs from
+    different lessons and runs are comparable.
+
+    Args:
+        n_train: number of training points.
+        n_test: number of held-out points.
+        noise: standard deviation of the Gaussian noise of ``make_moons``.
+        seed: seed of the generator.
+
+    Returns:
+        ``(train, test)``, float32 tensors of shape ``(n_train, 2)`` and ``(n_test, 2)``.
+
+    >>> train, test = moons(100, 50)
+    >>> tuple(train.shape), tuple(test.shape)
+    ((100, 2), (50, 2))
+    """
+    from sklearn.datasets import make_moons
+
+    if n_train < 1 or n_test < 1:
+        raise ValueError(f"n_train and n_test must be positive, got {n_train} and {n_test}")
+    x, _ = make_moons(n_samples=n_train + n_test, noise=noise, random_state=seed)
+    x = torch.as_tensor(x, dtype=torch.float32)
+    return x[:n_train].clone(), x[n_train:].clone()
+
+
+# ------------------------------------------------------------ IDX datasets
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset is neither on disk nor downloadable; the message says what to do."""
+
+
+class CorruptFileError(ValueError):
+    """An IDX file is truncated, not gzip, or fails its checksum."""
+
+
+@dataclass(frozen=True)
+class IdxFile:
+    """One file of a dataset: its name and the md5 digests that identify it.
+
+    ``md5`` lists the accepted digests of the ``.gz`` file (upstream, and
+    re-compressed copies such as Debian's); ``payload_md5`` the digest of the
+    decompressed bytes, which is the same for every copy.
+    """
+
+    name: str
+    md5: tuple[str, ...]
+    payload_md5: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a dataset is published and which files make it up."""
+
+    mirrors: tuple[str, ...]
+    files: dict[str, tuple[IdxFile, IdxFile]]  # split -> (images, labels)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(
+        mirrors=(
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        ),
+        files={
+            "train": (
+                IdxFile("train-images-idx3-ubyte.gz", ("f68b3c2dcbeaaa9fbdd348bbdeb94873",)),
+                IdxFile("train-labels-idx1-ubyte.gz", ("d53e105ee54ea40749a09fcbcd1e9432",)),
+            ),
+            "test": (
+                IdxFile(
+                    "t10k-images-idx3-ubyte.gz",
+                    ("9fb629c4189551a2d022fa330f9573f3",),
+                    "2646ac647ad5339dbf082846283269ea",
+                ),
+                IdxFile(
+                    "t10k-labels-idx1-ubyte.gz",
+                    ("ec29112dd5afa0611ce80d1b7f02629c",),
+                    "27ae3e4e09519cfbb04c329615203637",
+                ),
+            ),
+        },
+    ),
+    "fashion-mnist": DatasetSpec(
+        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        files={
+            "train": (
+                IdxFile(
+                    "train-images-idx3-ubyte.gz",
+                    ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "cf8536b0aa1a6ac5fa3f23001093305c"),
+                    "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+                ),
+                IdxFile(
+                    "train-labels-idx1-ubyte.gz",
+                    ("25c81989df183df01b3e8a0aad5dffbe", "10bea18fdb374794d4bb42e356e600c9"),
+                    "9018921c3c673c538a1fc5bad174d6f9",
+                ),
+            ),
+            "test": (
+                IdxFile(
+                    "t10k-images-idx3-ubyte.gz",
+                    ("bef4ecab320f06d8554ea6380940ec79", "f78720b4224f21cce2f2ccf2d7a94c9a"),
+                    "8181f5470baa50b63fa0f6fddb340f0a",
+                ),
+                IdxFile(
+                    "t10k-labels-idx1-ubyte.gz",
+                    ("bb300cfdad3c16e7a12a480ee83cd310", "0d30e22e447f3c33dab9ed536400ac01"),
+                    "15d484375f8d13e6eb1aabb0c3f46965",
+                ),
+            ),
+        },
+    ),
+}
+
+_IDX_DTYPES = {0x08: np.uint8}
+
+
+def _spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+    return DATASETS[name]
+
+
+def md5sum(path: str | os.PathLike) -> str:
+    """The hex md5 digest of a file, read in chunks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read a gzip-compressed IDX file into a numpy array.
+
+    Args:
+        path: a ``*-idx?-ubyte.gz`` file.
+
+    Returns:
+        A ``uint8`` array whose shape is the one stored in the header, e.g.
+        ``(10000, 28, 28)`` for images and ``(10000,)`` for labels.
+
+    Raises:
+        CorruptFileError: the file is not gzip, is truncated, or its header
+            does not match its length.
+    """
+    path = Path(path)
+    try:
+        with gzip.open(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise CorruptFileError(
+            f"{path} is not a complete gzip file ({err}); delete it so that it is "
+            "fetched again, or replace it with a good copy"
+        ) from err
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise CorruptFileError(f"{path} does not start with an IDX header of unsigned bytes")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise CorruptFileError(f"{path} is truncated inside its IDX header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape)) if shape else 0
+    if len(raw) - header != expected:
+        raise CorruptFileError(
+            f"{path} holds {len(raw) - header} data bytes but its header promises "
+            f"{expected} for shape {shape}: the file is truncated or corrupt"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
+
+
+def _is_valid(path: Path, spec: IdxFile) -> bool:
+    """Whether ``path`` is a complete copy of ``spec`` (gzip or payload digest)."""
+    if not path.is_file():
+        return False
+    if md5sum(path) in spec.md5:
+        return True
+    if spec.payload_md5 is None:
+        return False
+    try:
+        with gzip.open(path, "rb") as fh:
+            payload = hashlib.md5(fh.read()).hexdigest()
+    except (OSError, EOFError):
+        return False
+    return payload == spec.payload_md5
+
+
+def download(
+    url: str, dest: str | os.PathLike, spec: IdxFile | None = None, timeout: float = 60.0
+) -> Path:
+    """Download ``url`` to ``dest`` atomically, verifying the checksum if given.
+
+    The bytes go to a temporary file beside ``dest``, which replaces ``dest``
+    only once complete and verified, so an interrupted download never leaves a
+    half-written file under the final name.
+
+    Args:
+        url: the address to fetch.
+        dest: the final path.
+        spec: the expected digests; None skips verification.
+        timeout: seconds before a stalled connection is abandoned.
+
+    Returns:
+        ``dest`` as a Path.
+
+    Raises:
+        CorruptFileError: the downloaded bytes fail the checksum.
+        urllib.error.URLError: the server could not be reached.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            shutil.copyfileobj(resp, out)
+        if spec is not None and not _is_valid(tmp, spec):
+            raise CorruptFileError(
+                f"{url} downloaded, but its md5 {md5sum(tmp)} matches none of {spec.md5}"
+            )
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def _local_candidates(root: Path, name: str, filename: str) -> list[Path]:
+    return [root / name / filename, root / filename]
+
+
+def locate(
+    name: str,
+    split: str,
+    root: str | os.PathLike | None = None,
+    mirrors: Sequence[str] | None = None,
+) -> tuple[Path, Path]:
+    """Find (or fetch) the image and label files of one split.
+
+    Args:
+        name: ``"mnist"`` or ``"fashion-mnist"``.
+        split: ``"train"`` or ``"test"``.
+        root: a local folder read as is; defaults to ``COURSE_DATA_DIR``.
+        mirrors: base URLs to download from; defaults to the public mirrors.
+
+    Returns:
+        The paths of the images and the labels files.
+
+    Raises:
+        DatasetNotFoundError: nothing found locally and no download possible;
+            the message lists where it looked.
+    """
+    spec = _spec(name)
+    if split not in spec.files:
+        raise ValueError(f"unknown split {split!r}; choose 'train' or 'test'")
+    local = Path(root).expanduser().resolve() if root is not None else config.data_dir()
+    cache = config.cache_dir() / "data" / name
+    looked: list[str] = []
+    found: list[Path] = []
+    errors: list[str] = []
+    for file_spec in spec.files[split]:
+        if local is not None:
+            candidates = _local_candidates(local, name, file_spec.name)
+            hit = next((p for p in candidates if p.is_file()), None)
+            looked.extend(str(p) for p in candidates)
+            if hit is not None:
+                found.append(hit)  # a local folder is read as is: read_idx checks it
+                continue
+        cached = cache / file_spec.name
+        looked.append(str(cached))
+        if _is_valid(cached, file_spec):
+            found.append(cached)
+            continue
+        if config.offline():
+            continue
+        for base in mirrors if mirrors is not None else spec.mirrors:
+            try:
+                found.append(download(base.rstrip("/") + "/" + file_spec.name, cached, file_spec))
+                break
+            except (urllib.error.URLError, OSError, CorruptFileError) as err:
+                errors.append(f"{base}: {err}")
+    if len(found) == len(spec.files[split]):
+        return found[0], found[1]
+    hint = (
+        f"Could not find the {name} {split} files.\nLooked in:\n  "
+        + "\n  ".join(dict.fromkeys(looked))
+        + (
+            "\nDownloads were skipped because COURSE_OFFLINE=1."
+            if config.offline()
+            else "\nDownload attempts failed:\n  " + "\n  ".join(errors or ["no mirror tried"])
+        )
+        + "\nFix: connect to the internet and run again, or point COURSE_DATA_DIR at a "
+        "folder that holds the IDX .gz files (e.g. COURSE_DATA_DIR=../shared/data)."
+    )
+    raise DatasetNotFoundError(hint)
+
+
+def load_mnist(
+    name: str = "mnist",
+    split: str = "train",
+    root: str | os.PathLike | None = None,
+    mirrors: Sequence[str] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load MNIST or Fashion-MNIST as tensors.
+
+    Args:
+        name: ``"mnist"`` or ``"fashion-mnist"``.
+        split: ``"train"`` or ``"test"``.
+        root: local folder read as is (default ``COURSE_DATA_DIR``).
+        mirrors: base URLs for downloads (default: the public mirrors).
+
+    Returns:
+        ``(images, labels)``: ``uint8`` of shape ``(N, 28, 28)`` and ``int64``
+        of shape ``(N,)`` with values in 0..9.
+
+    Raises:
+        DatasetNotFoundError: see :func:`locate`.
+        CorruptFileError: a file is truncated or its images and labels disagree.
+    """
+    images_path, labels_path = locate(name, split, root, mirrors)
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise CorruptFileError(
+            f"{images_path} has shape {images.shape} and {labels_path} has shape "
+            f"{labels.shape}; expected (N, 28, 28) images and (N,) labels"
+        )
+    if labels.size and labels.max() > 9:
+        raise CorruptFileError(f"{labels_path} holds labels above 9 ({labels.max()})")
+    return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))

@@ -1,0 +1,323 @@
+"""One training loop for every flow in the course.
+
+``train`` minimises ``loss_fn(model, batch)`` over mini-batches and takes care
+of the chores every lesson needs: a progress bar (silent when nobody watches),
+the loss history, a NaN/inf guard, atomic checkpoints, resuming, a wall-clock
+budget and the choice of device.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+LossFn = Callable[[nn.Module, Any], torch.Tensor]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn ``"auto" | "cpu" | "cuda" | "mps"`` into an available ``torch.device``.
+
+    Args:
+        device: a name or a device; ``"auto"`` picks CUDA, then MPS, then CPU.
+
+    Returns:
+        The device.
+
+    Raises:
+        ValueError: the name is unknown or that device is not available here.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).lower()
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps is not None and mps.is_available())
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if has_mps else "cpu")
+    kind = name.split(":")[0]
+    if kind not in {"cpu", "cuda", "mps"}:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'mps', got {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use 'auto'")
+    if kind == "mps" and not has_mps:
+        raise ValueError("device 'mps' was asked for but it is not available; use 'auto'")
+    return torch.device(name)
+
+
+def _interactive() -> bool:
+    """True in a notebook or a terminal, False under pytest/CI/pipes."""
+    if os.environ.get("CI") or "pytest" in sys.modules:
+        return False
+    try:
+        from IPython import get_ipython
+
+        if get_ipython() is not None:
+            return True
+    except ImportError:
+        pass
+    return sys.stderr.isatty()
+
+
+# --------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` with ``torch.save`` atomically (temporary file + rename).
+
+    A crash while writing leaves the previous checkpoint intact, never a
+    half-written file under the final name.
+
+    Args:
+        path: where to write.
+        state: tensors, state dicts, numbers, strings, lists and dicts only,
+            so that :func:`load_checkpoint` can read it with ``weights_only=True``.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`, safely.
+
+    ``weights_only=True`` refuses to unpickle arbitrary objects, so a
+    checkpoint from an untrusted source cannot run code.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a readable checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several unrelated types here
+        raise ValueError(f"{path} is not a readable checkpoint: {err}") from err
+
+
+# ------------------------------------------------------------------ history
+
+
+@dataclass
+class History:
+    """What a training run recorded.
+
+    Attributes:
+        step_loss: the loss of every optimisation step.
+        epoch_loss: the mean training loss of each epoch.
+        eval: the value of ``eval_fn`` after each epoch (empty without one).
+        seconds: wall-clock seconds of training at the end of each epoch.
+        steps: optimisation steps taken in total (resumed runs included).
+        stopped: why training ended early (``""`` if it did not).
+    """
+
+    step_loss: list[float] = field(default_factory=list)
+    epoch_loss: list[float] = field(default_factory=list)
+    eval: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    steps: int = 0
+    stopped: str = ""
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> History:
+        return cls(**{k: copy.copy(v) for k, v in state.items() if k in cls.__dataclass_fields__})
+
+
+def _batches(data: Any, batch_size: int, generator: torch.Generator) -> Iterable[Any]:
+    """A shuffled epoch of mini-batches from a tensor, or the iterable as is."""
+    if isinstance(data, torch.Tensor):
+        order = torch.randperm(len(data), generator=generator)
+        return (data[order[i : i + batch_size]] for i in range(0, len(data), batch_size))
+    return data
+
+
+def _to(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to(b, device) for b in batch)
+    return batch
+
+
+def _finite_grads(model: nn.Module) -> bool:
+    return all(
+        p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters()
+    )
+
+
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: torch.Tensor | Iterable[Any],
+    *,
+    epochs: int = 1,
+    batch_size: int = 256,
+    optimizer: torch.optim.Optimizer | None = None,
+    lr: float = 1e-3,
+    scheduler: Any | None = None,
+    device: str | torch.device = "auto",
+    max_grad_norm: float | None = None,
+    max_seconds: float | None = None,
+    eval_fn: Callable[[nn.Module], float] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = True,
+    progress: bool | None = None,
+    seed: int = 0,
+    extra_state: dict[str, Any] | None = None,
+) -> History:
+    """Train ``model`` by minimising ``loss_fn(model, batch)``.
+
+    Args:
+        model: any ``nn.Module``; it is moved to ``device``.
+        loss_fn: returns the scalar loss of one batch, e.g.
+            ``lambda m, x: m.forward_kld(x)`` (normflows) or ``-m.log_prob(x).mean()``.
+        data: a tensor ``(N, ...)`` (shuffled into batches of ``batch_size``
+            each epoch) or any re-iterable of batches, e.g. a DataLoader.
+        epochs: passes over ``data`` (in total, counting resumed ones).
+        batch_size: mini-batch size when ``data`` is a tensor.
+        optimizer: defaults to Adam with learning rate ``lr``.
+        lr: learning rate of the default optimizer.
+        scheduler: optional LR scheduler, stepped after every optimisation step.
+        device: ``"auto" | "cpu" | "cuda" | "mps"``.
+        max_grad_norm: clip the gradient norm to this value if given.
+        max_seconds: stop after this much training time (checked after each step).
+        eval_fn: called with the model in eval mode after each epoch; its value
+            is recorded in ``History.eval`` (e.g. a held-out NLL).
+        checkpoint: file to save to after each epoch (atomically) and, if
+            ``resume`` and it exists, to resume from.
+        resume: whether to continue from ``checkpoint`` when it exists.
+        progress: show a tqdm bar; default: only when interactive.
+        seed: seeds the batch order.
+        extra_state: small metadata stored in the checkpoint (e.g. the model's
+            hyper-parameters), so a loader can rebuild the model.
+
+    Returns:
+        The :class:`History`. If a loss or gradient becomes NaN/inf, training
+        stops, the model and optimizer are restored to the last good state,
+        ``History.stopped`` says so and a warning is issued.
+    """
+    dev = resolve_device(device)
+    model.to(dev)
+    if optimizer is None:
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    history = History()
+    generator = torch.Generator().manual_seed(seed)
+    start_epoch = 0
+    if checkpoint is not None and resume and Path(checkpoint).is_file():
+        state = load_checkpoint(checkpoint, map_location=dev)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and "scheduler" in state:
+            scheduler.load_state_dict(state["scheduler"])
+        history = History.from_state_dict(state["history"])
+        start_epoch = len(history.epoch_loss)
+        generator.manual_seed(seed + start_epoch)
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            "model": copy.deepcopy(model.state_dict()),
+            "optimizer": copy.deepcopy(optimizer.state_dict()),
+        }
+
+    def save() -> None:
+        if checkpoint is None:
+            return
+        state = {**snapshot(), "history": history.state_dict(), "extra": extra_state or {}}
+        if scheduler is not None:
+            state["scheduler"] = scheduler.state_dict()
+        save_checkpoint(checkpoint, state)
+
+    last_good = snapshot()
+    show = _interactive() if progress is None else progress
+    elapsed = history.seconds[-1] if history.seconds else 0.0
+    t0 = time.perf_counter() - elapsed
+    out_of_time = False
+    for epoch in range(start_epoch, epochs):
+        model.train()
+        total, count = 0.0, 0
+        bar = tqdm(
+            _batches(data, batch_size, generator),
+            desc=f"epoch {epoch + 1}/{epochs}",
+            disable=not show,
+            leave=False,
+            total=math.ceil(len(data) / batch_size) if isinstance(data, torch.Tensor) else None,
+        )
+        for batch in bar:
+            loss = loss_fn(model, _to(batch, dev))
+            bad = not torch.isfinite(loss)
+            if not bad:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                bad = not _finite_grads(model)
+            if bad:
+                model.load_state_dict(last_good["model"])
+                optimizer.load_state_dict(last_good["optimizer"])
+                history.stopped = (
+                    f"stopped at step {history.steps + 1}: the loss or its gradient became "
+                    f"{float(loss):.4g}; restored the last good state (end of epoch {epoch})"
+                )
+                warnings.warn(history.stopped, RuntimeWarning, stacklevel=2)
+                bar.close()
+                return history
+            if max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            value = float(loss.detach())
+            history.step_loss.append(value)
+            history.steps += 1
+            total, count = total + value, count + 1
+            bar.set_postfix(loss=f"{value:.3f}")
+            if max_seconds is not None and time.perf_counter() - t0 >= max_seconds:
+                out_of_time = True
+                break
+        bar.close()
+        if count == 0:
+            raise ValueError("data yielded no batch; is it empty?")
+        history.epoch_loss.append(total / count)
+        history.seconds.append(time.perf_counter() - t0)
+        if eval_fn is not None:
+            model.eval()
+            with torch.no_grad():
+                history.eval.append(float(eval_fn(model)))
+        last_good = snapshot()
+        save()
+        if out_of_time:
+            history.stopped = f"time budget of {max_seconds:g} s reached in epoch {epoch + 1}"
+            break
+    model.eval()
+    return history
