@@ -27,7 +27,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	COURSE_FAST=1 COURSE_DATA_DIR=$(COURSE_DATA_DIR) $(PY) -m pytest --doctest-modules course_utils tests \
-		--nbval-lax --nbval-current-env notebooks
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks
 
 # Re-execute every lesson in full mode and keep its outputs (what is committed).
 notebooks: $(STAMP)
