@@ -1,0 +1,132 @@
+"""Lesson 01's bijections, figures and panel (headless, no browser)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from course_utils import plots
+from course_utils.bijections import Banana, Linear2D, SinhArcsinh, pushforward_log_prob
+from course_utils.widgets import Panel, slider, warp_figure, warp_panel
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"skew": 1.2}, {"tail": 0.5}, {"skew": -0.7, "tail": 1.9, "loc": 1, "scale": 2}]
+)
+def test_sinh_arcsinh_inverts_and_log_det_matches_autograd(params: dict) -> None:
+    f = SinhArcsinh(**params)
+    z = torch.linspace(-4, 4, 101, dtype=torch.float64, requires_grad=True)
+    x = f.forward(z)
+    torch.testing.assert_close(f.inverse(x), z, atol=1e-8, rtol=0)
+    (dx_dz,) = torch.autograd.grad(x.sum(), z)
+    torch.testing.assert_close(f.log_abs_det(z), dx_dz.log(), atol=1e-8, rtol=0)
+
+
+def test_sinh_arcsinh_reduces_to_affine_and_matches_normal() -> None:
+    f = SinhArcsinh(loc=1.0, scale=2.0)
+    x = torch.linspace(-5, 7, 50, dtype=torch.float64)
+    ours = pushforward_log_prob(x, f.inverse, f.log_abs_det)
+    ref = torch.distributions.Normal(1.0, 2.0).log_prob(x)
+    torch.testing.assert_close(ours, ref)
+
+
+@pytest.mark.parametrize("params", [{"skew": 0.9}, {"tail": 0.5}, {"tail": 2.0, "scale": 0.3}])
+def test_pushforward_density_integrates_to_one(params: dict) -> None:
+    f = SinhArcsinh(**params)
+    x = torch.linspace(-300, 300, 600_001, dtype=torch.float64)
+    mass = torch.trapezoid(torch.exp(pushforward_log_prob(x, f.inverse, f.log_abs_det)), x)
+    assert abs(mass.item() - 1) < 1e-4
+
+
+def test_bad_bijection_parameters_are_refused() -> None:
+    with pytest.raises(ValueError, match="tail and scale must be positive"):
+        SinhArcsinh(tail=0.0)
+    with pytest.raises(ValueError, match="singular"):
+        Linear2D([[1.0, 2.0], [2.0, 4.0]])
+    with pytest.raises(ValueError, match=r"shape \(2, 2\)"):
+        Linear2D([[1.0, 0.0, 0.0]])
+
+
+def test_linear_and_banana_log_det_against_autograd(rng: torch.Generator) -> None:
+    z = torch.randn(5, 2, generator=rng)
+    for f in [Linear2D([[0.8, 0.6], [0.3, 0.85]]), Banana(bend=0.9)]:
+        torch.testing.assert_close(f.inverse(f.forward(z)), z, atol=1e-5, rtol=0)
+        for i in range(len(z)):
+            jac = torch.autograd.functional.jacobian(lambda v, f=f: f.forward(v[None])[0], z[i])
+            expected = torch.linalg.det(jac).abs().log()
+            torch.testing.assert_close(f.log_abs_det(z[i : i + 1])[0], expected, atol=1e-5, rtol=0)
+
+
+def test_linear_2d_matches_multivariate_normal(rng: torch.Generator) -> None:
+    a = Linear2D([[2.0, 0.5], [-0.3, 0.7]])
+    x = torch.randn(100, 2, generator=rng) * 2
+    mvn = torch.distributions.MultivariateNormal(torch.zeros(2), a.matrix @ a.matrix.T)
+    torch.testing.assert_close(pushforward_log_prob(x, a.inverse, a.log_abs_det), mvn.log_prob(x))
+
+
+def test_warp_figure_histogram_follows_formula() -> None:
+    fig = warp_figure(skew=0.8, tail=0.7)
+    hist_ax = fig.axes[2]
+    # The filled histogram (a patch) and the formula line are both drawn.
+    assert len(hist_ax.lines) == 1 and len(hist_ax.patches) >= 1
+    xs, density = hist_ax.lines[0].get_data()
+    assert np.all(np.asarray(density) >= 0)
+    # The curve's mass inside the window equals P(f^-1(-6) < Z < f^-1(6)), by the CDF.
+    f = SinhArcsinh(skew=0.8, tail=0.7)
+    normal = torch.distributions.Normal(0.0, 1.0)
+    inside = normal.cdf(f.inverse(torch.tensor(6.0))) - normal.cdf(f.inverse(torch.tensor(-6.0)))
+    assert np.trapezoid(density, xs) == pytest.approx(inside.item(), abs=2e-3)
+
+
+def test_warp_panel_redraws_on_slider_change() -> None:
+    p = warp_panel()
+    assert isinstance(p, Panel) and p.runs == 1
+    first = p.last_figure
+    assert all(not w.continuous_update for w in p.controls.values())
+    p.controls["skew"].value = 1.5
+    assert p.runs == 2 and p.last_figure is not first
+    # The plotted map follows the new skew: x = f(0) = sinh(1.5) at z = 0.
+    zs, xs = p.last_figure.axes[1].lines[0].get_data()
+    assert np.interp(0.0, zs, xs) == pytest.approx(math.sinh(1.5), abs=0.05)
+
+
+def test_panel_with_button_runs_only_on_click() -> None:
+    calls: list[float] = []
+
+    def fn(a: float):
+        calls.append(a)
+        return plots.loss_curves({"a": [a, a]})
+
+    p = Panel(fn, {"a": slider(1.0, 0.0, 2.0, 0.1, "a")}, button="Run")
+    p.controls["a"].value = 1.5
+    assert calls == []
+    p.button.click()
+    assert calls == [1.5] and p.runs == 1
+
+
+def test_save_figure_writes_into_figures_dir(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("COURSE_FIGURES_DIR", str(tmp_path))
+    fig = plots.change_of_area_2d({"id": Linear2D([[1.0, 0.0], [0.0, 1.0]])}, n=20)
+    path = plots.save_figure(fig, "test_fig")
+    assert path == tmp_path / "test_fig.png" and path.stat().st_size > 1000
+
+
+def test_fast_mode_figures_never_go_to_the_repository(monkeypatch) -> None:
+    from course_utils import config
+
+    monkeypatch.delenv("COURSE_FIGURES_DIR", raising=False)
+    monkeypatch.setenv("COURSE_FAST", "1")
+    assert config.figures_dir() != config.REPO_ROOT / "figures"
+    monkeypatch.setenv("COURSE_FAST", "0")
+    assert config.figures_dir() == config.REPO_ROOT / "figures"
+
+
+def test_image_grid_checks_shapes_and_tiles() -> None:
+    fig = plots.image_grid(torch.rand(10, 1, 28, 28), nrow=5)
+    img = fig.axes[0].images[0].get_array()
+    assert img.shape == (2 * 30 + 2, 5 * 30 + 2)
+    with pytest.raises(ValueError, match=r"\(n, 1\|3, H, W\)"):
+        plots.image_grid(torch.rand(4, 2, 28, 28))
