@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,7 +192,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     try:
         with gzip.open(path, "rb") as fh:
             raw = fh.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
+    except (OSError, EOFError, zlib.error) as err:  # zlib.error: a damaged deflate stream
         raise CorruptFileError(
             f"{path} is not a complete gzip file ({err}); delete it so that it is "
             "fetched again, or replace it with a good copy"
@@ -222,7 +224,7 @@ def _is_valid(path: Path, spec: IdxFile) -> bool:
     try:
         with gzip.open(path, "rb") as fh:
             payload = hashlib.md5(fh.read()).hexdigest()
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error):
         return False
     return payload == spec.payload_md5
 
@@ -318,7 +320,12 @@ def locate(
             try:
                 found.append(download(base.rstrip("/") + "/" + file_spec.name, cached, file_spec))
                 break
-            except (urllib.error.URLError, OSError, CorruptFileError) as err:
+            except (
+                urllib.error.URLError,
+                OSError,
+                http.client.HTTPException,  # e.g. a garbled status line
+                CorruptFileError,
+            ) as err:
                 errors.append(f"{base}: {err}")
     if len(found) == len(spec.files[split]):
         return found[0], found[1]

@@ -35,9 +35,12 @@ def nll(log_prob: torch.Tensor) -> float:
     >>> nll(torch.tensor([-1.0, -3.0]))
     2.0
     """
-    if log_prob.ndim != 1:
-        raise ValueError(f"log_prob must have shape (batch,), got {tuple(log_prob.shape)}")
-    return float(-log_prob.mean())
+    log_prob = torch.as_tensor(log_prob)
+    if log_prob.ndim != 1 or len(log_prob) == 0:
+        raise ValueError(
+            f"log_prob must have shape (batch,) with batch >= 1, got {tuple(log_prob.shape)}"
+        )
+    return float(-log_prob.detach().mean())  # detach: a metric, not a loss to backpropagate
 
 
 def bits_per_dim(log_prob: torch.Tensor, num_dims: int, n_bins: int = 256) -> float:
@@ -57,5 +60,7 @@ def bits_per_dim(log_prob: torch.Tensor, num_dims: int, n_bins: int = 256) -> fl
     """
     if num_dims <= 0:
         raise ValueError(f"num_dims must be positive, got {num_dims}")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be positive, got {n_bins}")
     nats = nll(log_prob) + num_dims * math.log(n_bins)
     return nats / (num_dims * math.log(2))

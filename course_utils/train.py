@@ -173,9 +173,7 @@ def _to(batch: Any, device: torch.device) -> Any:
 
 
 def _finite_grads(model: nn.Module) -> bool:
-    return all(
-        p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters()
-    )
+    return all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters())
 
 
 def train(
@@ -217,7 +215,9 @@ def train(
         eval_fn: called with the model in eval mode after each epoch; its value
             is recorded in ``History.eval`` (e.g. a held-out NLL).
         checkpoint: file to save to after each epoch (atomically) and, if
-            ``resume`` and it exists, to resume from.
+            ``resume`` and it exists, to resume from. It holds the model, the
+            optimizer, the scheduler, the history and the batch-order generator,
+            so a resumed run sees the batches an uninterrupted one would.
         resume: whether to continue from ``checkpoint`` when it exists.
         progress: show a tqdm bar; default: only when interactive.
         seed: seeds the batch order.
@@ -244,7 +244,10 @@ def train(
             scheduler.load_state_dict(state["scheduler"])
         history = History.from_state_dict(state["history"])
         start_epoch = len(history.epoch_loss)
-        generator.manual_seed(seed + start_epoch)
+        if "generator" in state:  # the batch order continues as if never interrupted
+            generator.set_state(state["generator"].cpu())
+        else:  # a checkpoint from before the generator was saved
+            generator.manual_seed(seed + start_epoch)
 
     def snapshot() -> dict[str, Any]:
         return {
@@ -255,7 +258,12 @@ def train(
     def save() -> None:
         if checkpoint is None:
             return
-        state = {**snapshot(), "history": history.state_dict(), "extra": extra_state or {}}
+        state = {
+            **snapshot(),
+            "history": history.state_dict(),
+            "extra": extra_state or {},
+            "generator": generator.get_state(),
+        }
         if scheduler is not None:
             state["scheduler"] = scheduler.state_dict()
         save_checkpoint(checkpoint, state)
@@ -285,12 +293,19 @@ def train(
             if bad:
                 model.load_state_dict(last_good["model"])
                 optimizer.load_state_dict(last_good["optimizer"])
+                value = float(loss.detach())
+                what = (
+                    f"the loss became {value:.4g}"
+                    if not math.isfinite(value)
+                    else f"a gradient became NaN/inf (loss {value:.4g})"
+                )
                 history.stopped = (
-                    f"stopped at step {history.steps + 1}: the loss or its gradient became "
-                    f"{float(loss):.4g}; restored the last good state (end of epoch {epoch})"
+                    f"stopped at step {history.steps + 1}: {what}; "
+                    f"restored the last good state (end of epoch {epoch})"
                 )
                 warnings.warn(history.stopped, RuntimeWarning, stacklevel=2)
                 bar.close()
+                model.eval()  # as after a normal end
                 return history
             if max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
