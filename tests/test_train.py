@@ -1,0 +1,387 @@
+"""course_utils.train: device choice, NaN guard, checkpoints, resume, budgets."""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import normflows as nf
+import pytest
+import torch
+from torch import nn
+
+from course_utils.flows import realnvp
+from course_utils.train import History, load_checkpoint, resolve_device, save_checkpoint, train
+
+STEPS_PER_EPOCH = 4  # 64 points in batches of 16
+
+
+@pytest.fixture
+def points(rng: torch.Generator) -> torch.Tensor:
+    """64 points of a skewed 2D Gaussian (seeded through the ``rng`` fixture)."""
+    return torch.randn(64, 2, generator=rng) * torch.tensor([2.0, 0.5]) + 1.0
+
+
+def nll_loss(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return -model.log_prob(x).mean()
+
+
+def small_flow(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return realnvp(dim=2, n_couplings=2, hidden=8)
+
+
+def normflows_model(seed: int = 0) -> nf.NormalizingFlow:
+    """A small normflows flow whose ActNorm layers initialise from the first batch."""
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for _ in range(2):
+        layers += [
+            nf.flows.ActNorm((2,)),
+            nf.flows.AffineCouplingBlock(nf.nets.MLP([1, 16, 2], init_zeros=True)),
+            nf.flows.Permute(2, mode="swap"),
+        ]
+    return nf.NormalizingFlow(nf.distributions.DiagGaussian(2), layers)
+
+
+def same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def fit(model: nn.Module, data: Any, **kwargs: Any) -> History:
+    kwargs.setdefault("batch_size", 16)
+    kwargs.setdefault("device", "cpu")
+    kwargs.setdefault("progress", False)
+    kwargs.setdefault("lr", 1e-2)
+    return train(model, kwargs.pop("loss_fn", nll_loss), data, **kwargs)
+
+
+# ------------------------------------------------------------------- device
+
+
+def test_resolve_device_cpu() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("CPU") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_resolve_device_auto_without_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    if getattr(torch.backends, "mps", None) is not None:
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device() == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_resolve_device_auto_on_this_cpu_machine() -> None:
+    expected = "mps" if torch.backends.mps.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+
+
+@pytest.mark.parametrize("name", ["gpu", "tpu", "", "cuda0", "xla"])
+def test_resolve_device_bad_name(name: str) -> None:
+    with pytest.raises(ValueError, match="device must be"):
+        resolve_device(name)
+
+
+@pytest.mark.parametrize("name", ["cuda", "cuda:0"])
+def test_resolve_device_cuda_unavailable(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="cuda"):
+        resolve_device(name)
+
+
+# ---------------------------------------------------------------- NaN guard
+
+
+class NaNAt:
+    """A loss that turns NaN (or gives NaN gradients) at a chosen step (1-based)."""
+
+    def __init__(self, step: int, where: str = "loss") -> None:
+        self.step, self.where, self.calls = step, where, 0
+
+    def __call__(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        loss = nll_loss(model, x)
+        if self.calls == self.step:
+            if self.where == "loss":
+                return loss * float("nan")
+            # A finite loss whose gradient is NaN: d sqrt(u)/du at u = 0 is inf, times 0.
+            first = next(model.parameters())
+            return loss + torch.sqrt(first.sum() * 0.0)
+        return loss
+
+
+class EpochSnapshots:
+    """An ``eval_fn`` that keeps a copy of the model and optimizer after each epoch."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+        self.optimizer = optimizer
+        self.models: list[dict[str, torch.Tensor]] = []
+        self.optimizers: list[dict[str, Any]] = []
+        self.modes: list[tuple[bool, bool]] = []
+
+    def __call__(self, model: nn.Module) -> float:
+        self.models.append(copy.deepcopy(model.state_dict()))
+        if self.optimizer is not None:
+            self.optimizers.append(copy.deepcopy(self.optimizer.state_dict()))
+        self.modes.append((model.training, torch.is_grad_enabled()))
+        return float(len(self.models))
+
+
+@pytest.mark.parametrize("where", ["loss", "grad"])
+def test_nan_guard_restores_last_good_state(points: torch.Tensor, where: str) -> None:
+    model = small_flow()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    snaps = EpochSnapshots(optimizer)
+    bad_step = 2 * STEPS_PER_EPOCH + 3  # third step of epoch 3
+    with pytest.warns(RuntimeWarning, match=f"step {bad_step}"):
+        history = fit(
+            model,
+            points,
+            epochs=5,
+            optimizer=optimizer,
+            loss_fn=NaNAt(bad_step, where),
+            eval_fn=snaps,
+        )
+    assert history.stopped.startswith(f"stopped at step {bad_step}")
+    assert ("gradient" if where == "grad" else "loss became nan") in history.stopped
+    assert len(history.epoch_loss) == 2 and len(snaps.models) == 2
+    assert len(history.step_loss) == bad_step - 1  # the bad step is not recorded
+    # Parameters and optimizer are exactly those of the end of epoch 2.
+    assert same_state(model.state_dict(), snaps.models[-1])
+    restored, saved = optimizer.state_dict(), snaps.optimizers[-1]
+    assert restored["state"].keys() == saved["state"].keys()
+    for k, state in saved["state"].items():
+        for name, value in state.items():
+            assert torch.equal(torch.as_tensor(restored["state"][k][name]), torch.as_tensor(value))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert not model.training
+
+
+def test_nan_in_first_epoch_restores_initial_parameters(points: torch.Tensor) -> None:
+    model = small_flow()
+    initial = copy.deepcopy(model.state_dict())
+    with pytest.warns(RuntimeWarning, match="NaN|nan"):
+        history = fit(model, points, epochs=3, loss_fn=NaNAt(3))
+    assert history.stopped and history.epoch_loss == []
+    assert same_state(model.state_dict(), initial)
+
+
+def test_finite_training_does_not_warn(points: torch.Tensor) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        history = fit(small_flow(), points, epochs=2)
+    assert history.stopped == ""
+    assert history.steps == 2 * STEPS_PER_EPOCH
+
+
+# -------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_roundtrip_realnvp(points: torch.Tensor, tmp_path: Path) -> None:
+    model = small_flow(0)
+    fit(model, points, epochs=2)
+    path = save_checkpoint(tmp_path / "flow.pt", {"model": model.state_dict(), "note": "ok"})
+    fresh = small_flow(1)
+    with torch.no_grad():
+        expected = model.log_prob(points)
+        assert not torch.equal(fresh.log_prob(points), expected)  # the load must matter
+        state = load_checkpoint(path)
+        fresh.load_state_dict(state["model"])
+        assert torch.equal(fresh.log_prob(points), expected)
+    assert state["note"] == "ok"
+
+
+def test_checkpoint_roundtrip_normflows_actnorm(
+    points: torch.Tensor, tmp_path: Path, rng: torch.Generator
+) -> None:
+    """ActNorm's data-dependent init flag is state: a loaded model must not re-initialise."""
+    model = normflows_model(0)
+    path = tmp_path / "nf.pt"
+    fit(model, points, epochs=2, loss_fn=lambda m, x: m.forward_kld(x), checkpoint=path)
+    actnorm = model.flows[0]
+    assert float(actnorm.data_dep_init_done) == 1.0
+    # A batch with other statistics: a re-initialising ActNorm would give other values.
+    other = torch.randn(50, 2, generator=rng) * 5.0 - 3.0
+    fresh = normflows_model(1)
+    with torch.no_grad():
+        expected = model.log_prob(other)
+        fresh.load_state_dict(load_checkpoint(path)["model"])
+        s_before = fresh.flows[0].s.clone()
+        assert torch.equal(fresh.log_prob(other), expected)
+        assert torch.equal(fresh.flows[0].s, s_before)  # no data-dependent re-init
+        fresh.sample(7)  # the forward direction does not re-initialise either
+        assert torch.equal(fresh.flows[0].s, s_before)
+    # Oracle that the flag matters: an uninitialised copy does re-initialise.
+    blank = normflows_model(0)
+    with torch.no_grad():
+        assert not torch.allclose(blank.log_prob(other), expected)
+
+
+def test_checkpoint_written_atomically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rng: torch.Generator
+) -> None:
+    path = tmp_path / "ck" / "model.pt"
+    old = {"w": torch.randn(3, generator=rng), "epoch": 1}
+    save_checkpoint(path, old)
+    save_checkpoint(path, {"w": torch.randn(3, generator=rng), "epoch": 2})
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.pt"]
+    good = load_checkpoint(path)
+    assert good["epoch"] == 2
+
+    def broken_save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"w": torch.zeros(3), "epoch": 3})
+    monkeypatch.undo()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.pt"]  # no temp file
+    after = load_checkpoint(path)
+    assert after["epoch"] == 2 and torch.equal(after["w"], good["w"])
+
+
+_side_effects: list[str] = []
+
+
+def _mark() -> str:
+    _side_effects.append("ran")
+    return "pwned"
+
+
+class Evil:
+    """Unpickling this calls ``_mark``: what a malicious checkpoint would do."""
+
+    def __reduce__(self) -> tuple[Any, tuple]:
+        return (_mark, ())
+
+
+@pytest.mark.parametrize("payload", [Evil(), History()], ids=["code", "object"])
+def test_load_checkpoint_refuses_pickled_objects(tmp_path: Path, payload: object) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {"w": torch.zeros(2)}, "extra": payload}, path)
+    _side_effects.clear()
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checkpoint(path)
+    assert _side_effects == []
+
+
+def test_load_checkpoint_missing_or_garbage(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "nope.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_train_checkpoint_contents(points: torch.Tensor, tmp_path: Path) -> None:
+    path = tmp_path / "run.pt"
+    model = small_flow()
+    history = fit(model, points, epochs=2, checkpoint=path, extra_state={"hidden": 8})
+    state = load_checkpoint(path)
+    assert same_state(state["model"], model.state_dict())
+    assert state["extra"] == {"hidden": 8}
+    assert History.from_state_dict(state["history"]) == history
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt"]
+
+
+# ------------------------------------------------------------------- resume
+
+
+def test_resume_continues_where_it_stopped(points: torch.Tensor, tmp_path: Path) -> None:
+    path = tmp_path / "resume.pt"
+    straight = small_flow(0)
+    h_straight = fit(straight, points, epochs=4)
+
+    first = small_flow(0)
+    h_first = fit(first, points, epochs=2, checkpoint=path)
+    assert len(h_first.epoch_loss) == 2 and h_first.steps == 2 * STEPS_PER_EPOCH
+
+    resumed = small_flow(7)  # other weights: they must come from the checkpoint
+    calls: list[int] = []
+    h = fit(resumed, points, epochs=4, checkpoint=path, eval_fn=lambda m: calls.append(1) or 0.0)
+    assert len(h.epoch_loss) == 4 and h.steps == 4 * STEPS_PER_EPOCH
+    assert len(h.step_loss) == 4 * STEPS_PER_EPOCH
+    assert h.step_loss[: len(h_first.step_loss)] == h_first.step_loss
+    assert len(calls) == 2  # only the two new epochs ran
+    # Interrupted and resumed gives the same run as an uninterrupted one.
+    assert h.step_loss == h_straight.step_loss
+    assert same_state(resumed.state_dict(), straight.state_dict())
+    assert h.seconds[:2] == h_first.seconds and h.seconds[2] >= h.seconds[1]
+
+    # Asking again for 4 epochs finds the work done: nothing changes.
+    before = copy.deepcopy(resumed.state_dict())
+    again = fit(resumed, points, epochs=4, checkpoint=path)
+    assert again.steps == h.steps and same_state(resumed.state_dict(), before)
+
+    # resume=False starts over.
+    over = fit(small_flow(0), points, epochs=1, checkpoint=path, resume=False)
+    assert over.steps == STEPS_PER_EPOCH
+    assert len(load_checkpoint(path)["history"]["epoch_loss"]) == 1
+
+
+# ------------------------------------------------------ budget and eval_fn
+
+
+def test_max_seconds_stops_training(points: torch.Tensor, tmp_path: Path) -> None:
+    def slow_loss(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.02)
+        return nll_loss(model, x)
+
+    budget = 0.3
+    start = time.perf_counter()
+    history = fit(
+        small_flow(),
+        points,
+        epochs=1000,
+        loss_fn=slow_loss,
+        max_seconds=budget,
+        checkpoint=tmp_path / "b.pt",
+    )
+    wall = time.perf_counter() - start
+    assert history.stopped.startswith("time budget")
+    assert budget <= history.seconds[-1] < budget + 5
+    # Each step sleeps 0.02 s, so the budget is spent within 0.3 / 0.02 = 15 steps,
+    # and the check after every step stops it right there.
+    assert 1 <= history.steps <= 16
+    assert wall < budget + 10
+    # The partial epoch is saved, so a resume does not lose it.
+    assert load_checkpoint(tmp_path / "b.pt")["history"]["steps"] == history.steps
+
+
+def test_eval_fn_recorded_per_epoch(points: torch.Tensor, rng: torch.Generator) -> None:
+    held_out = torch.randn(32, 2, generator=rng) + 1.0
+    snaps = EpochSnapshots()
+    values: list[float] = []
+
+    def eval_fn(model: nn.Module) -> float:
+        snaps(model)
+        values.append(float(nll_loss(model, held_out)))
+        return values[-1]
+
+    model = small_flow()
+    history = fit(model, points, epochs=3, eval_fn=eval_fn)
+    assert history.eval == values and len(values) == 3
+    assert snaps.modes == [(False, False)] * 3  # eval mode, no autograd
+    with torch.no_grad():
+        assert history.eval[-1] == pytest.approx(float(nll_loss(model, held_out)), abs=1e-6)
+    assert len(history.seconds) == 3 and history.seconds == sorted(history.seconds)
+    # epoch_loss is the mean of that epoch's step losses.
+    for e in range(3):
+        chunk = history.step_loss[e * STEPS_PER_EPOCH : (e + 1) * STEPS_PER_EPOCH]
+        assert history.epoch_loss[e] == pytest.approx(sum(chunk) / len(chunk))
+    # Training does help on this easy problem.
+    assert history.epoch_loss[-1] < history.epoch_loss[0]
+
+
+def test_iterable_of_batches_and_empty_data(points: torch.Tensor) -> None:
+    history = fit(small_flow(), [points[:32], points[32:]], epochs=2)
+    assert history.steps == 4
+    with pytest.raises(ValueError, match="no batch"):
+        fit(small_flow(), points[:0], epochs=1)
