@@ -174,5 +174,5 @@ def test_readme_test_command_is_make_test() -> None:
         for block in re.findall(r"```[^\n]*\n(.*?)```", text, re.S)
         for line in block.splitlines()
     ]
-    commands = [c.strip().lstrip("$ ").strip() for c in inline + fenced]
+    commands = [re.sub(r"\s+#.*$", "", c).strip().lstrip("$ ").strip() for c in inline + fenced]
     assert "make test" in commands, "the README should give `make test` as the test command"
