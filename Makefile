@@ -6,6 +6,8 @@ STAMP   := $(VENV)/.installed
 # Tests read the offline data beside the repository when it is there.
 COURSE_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 LAB_ARGS ?=
+# JupyterLab refuses to run as root unless told (containers, CI).
+ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: lab test lint notebooks setup clean
 
@@ -20,13 +22,13 @@ $(STAMP): pyproject.toml | $(PY)
 setup: $(STAMP)
 
 lab: $(STAMP)
-	cd notebooks && ../$(VENV)/bin/jupyter lab 01_change_of_variables.ipynb $(LAB_ARGS)
+	cd notebooks && ../$(VENV)/bin/jupyter lab 01_change_of_variables.ipynb $(ROOT_ARG) $(LAB_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 test: $(STAMP) lint
-	COURSE_FAST=1 COURSE_DATA_DIR=$(COURSE_DATA_DIR) $(PY) -m pytest --doctest-modules course_utils tests \
+	COURSE_FAST=1 COURSE_DATA_DIR=$(COURSE_DATA_DIR) COURSE_CACHE_DIR=$(CURDIR)/.cache/test $(PY) -m pytest --doctest-modules course_utils tests \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks
 
 # Re-execute every lesson in full mode and keep its outputs (what is committed).

@@ -6,7 +6,8 @@ runs unchanged on a laptop, in a classroom and in the test suite:
 =======================  ====================================================
 ``COURSE_FAST=1``        fast mode: trainings shrink to a few steps (tests, CI)
 ``COURSE_DATA_DIR``      a local folder holding the IDX ``.gz`` files, read as
-                         is (e.g. ``../shared/data``); no download is attempted
+                         is (e.g. ``../shared/data``); files missing there are
+                         looked for in the cache and downloaded
 ``COURSE_CACHE_DIR``     where downloads and checkpoints go
                          (default ``~/.cache/nf-course``)
 ``COURSE_OFFLINE=1``     never touch the network; fail with a clear message
