@@ -156,12 +156,23 @@ class History:
         return cls(**{k: copy.copy(v) for k, v in state.items() if k in cls.__dataclass_fields__})
 
 
-def _batches(data: Any, batch_size: int, generator: torch.Generator) -> Iterable[Any]:
-    """A shuffled epoch of mini-batches from a tensor, or the iterable as is."""
-    if isinstance(data, torch.Tensor):
+def _batches(
+    data: Any, batch_size: int, generator: torch.Generator, steps: int | None = None
+) -> Iterable[Any]:
+    """A shuffled epoch of mini-batches from a tensor, or the iterable as is.
+
+    With ``steps``, an epoch is ``steps`` batches drawn from fresh permutations
+    (every example is seen once before any is seen twice), which makes the
+    epochs of a large dataset short enough to evaluate often.
+    """
+    if not isinstance(data, torch.Tensor):
+        return data
+    if steps is None:
         order = torch.randperm(len(data), generator=generator)
         return (data[order[i : i + batch_size]] for i in range(0, len(data), batch_size))
-    return data
+    perms = -(-steps * batch_size // len(data))
+    order = torch.cat([torch.randperm(len(data), generator=generator) for _ in range(perms)])
+    return (data[order[i * batch_size : (i + 1) * batch_size]] for i in range(steps))
 
 
 def _to(batch: Any, device: torch.device) -> Any:
@@ -195,6 +206,8 @@ def train(
     progress: bool | None = None,
     seed: int = 0,
     extra_state: dict[str, Any] | None = None,
+    steps_per_epoch: int | None = None,
+    on_epoch_end: Callable[[History], None] | None = None,
 ) -> History:
     """Train ``model`` by minimising ``loss_fn(model, batch)``.
 
@@ -211,7 +224,9 @@ def train(
         scheduler: optional LR scheduler, stepped after every optimisation step.
         device: ``"auto" | "cpu" | "cuda" | "mps"``.
         max_grad_norm: clip the gradient norm to this value if given.
-        max_seconds: stop after this much training time (checked after each step).
+        max_seconds: stop after this much training time (checked after each
+            step); time spent in ``eval_fn``, saving and ``on_epoch_end`` does
+            not count, and ``History.seconds`` records training time only.
         eval_fn: called with the model in eval mode after each epoch; its value
             is recorded in ``History.eval`` (e.g. a held-out NLL).
         checkpoint: file to save to after each epoch (atomically) and, if
@@ -223,6 +238,11 @@ def train(
         seed: seeds the batch order.
         extra_state: small metadata stored in the checkpoint (e.g. the model's
             hyper-parameters), so a loader can rebuild the model.
+        steps_per_epoch: with tensor ``data``, make each epoch this many
+            batches instead of one pass (evaluation and checkpoints then come
+            at this rhythm).
+        on_epoch_end: called with the history after each epoch, e.g. to redraw
+            a live loss curve.
 
     Returns:
         The :class:`History`. If a loss or gradient becomes NaN/inf, training
@@ -277,11 +297,13 @@ def train(
         model.train()
         total, count = 0.0, 0
         bar = tqdm(
-            _batches(data, batch_size, generator),
-            desc=f"epoch {epoch + 1}/{epochs}",
+            _batches(data, batch_size, generator, steps_per_epoch),
+            desc=f"epoch {epoch + 1}" + (f"/{epochs}" if epochs < 10**6 else ""),
             disable=not show,
             leave=False,
-            total=math.ceil(len(data) / batch_size) if isinstance(data, torch.Tensor) else None,
+            total=(steps_per_epoch or math.ceil(len(data) / batch_size))
+            if isinstance(data, torch.Tensor)
+            else None,
         )
         for batch in bar:
             loss = loss_fn(model, _to(batch, dev))
@@ -325,14 +347,153 @@ def train(
             raise ValueError("data yielded no batch; is it empty?")
         history.epoch_loss.append(total / count)
         history.seconds.append(time.perf_counter() - t0)
+        paused = time.perf_counter()  # evaluation and saving are not training time
         if eval_fn is not None:
             model.eval()
             with torch.no_grad():
                 history.eval.append(float(eval_fn(model)))
         last_good = snapshot()
         save()
+        if on_epoch_end is not None:
+            on_epoch_end(history)
+        t0 += time.perf_counter() - paused
         if out_of_time:
             history.stopped = f"time budget of {max_seconds:g} s reached in epoch {epoch + 1}"
             break
     model.eval()
     return history
+
+
+# --------------------------------------------------------------- Glow recipe
+
+
+def glow_checkpoint_path(dataset: str, recipe_name: str) -> Path:
+    """Default checkpoint file of a Glow run: ``<cache>/checkpoints/glow-<dataset>-<recipe>.pt``."""
+    from course_utils import config
+
+    return config.cache_dir() / "checkpoints" / f"glow-{dataset}-{recipe_name}.pt"
+
+
+def train_glow(
+    dataset: str = "mnist",
+    minutes: float = 5.0,
+    recipe: str | dict = "course",
+    device: str = "auto",
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = True,
+    eval_images: int = 1000,
+    steps_per_epoch: int = 100,
+    progress: bool | None = None,
+    seed: int = 0,
+    on_epoch_end: Callable[[History], None] | None = None,
+):
+    """Train a :class:`course_utils.models.Glow` for a wall-clock budget.
+
+    Batches are dequantized afresh at every step (``u = (k + v) / 256``); the
+    held-out bits/dim is measured after every ``steps_per_epoch`` steps on the
+    first ``eval_images`` test images with a fixed dequantization noise.
+
+    Args:
+        dataset: one of :data:`course_utils.data.IMAGE_DATASETS`.
+        minutes: total training minutes (a resumed run counts earlier ones).
+        recipe: ``"course"``, ``"reference"`` or a recipe dict (see
+            :data:`course_utils.models.COURSE_RECIPE`).
+        device: ``"auto" | "cpu" | "cuda" | "mps"``.
+        checkpoint: file; default :func:`glow_checkpoint_path`.
+        resume: continue from the checkpoint if it exists.
+        eval_images: held-out images for the bits/dim curve.
+        steps_per_epoch: steps between evaluations and checkpoints.
+        progress: progress bar; default only when interactive.
+        seed: seeds the model's initialisation and the batch order.
+        on_epoch_end: called with the history after each evaluation.
+
+    Returns:
+        ``(model, history)``; ``history.eval`` is the held-out bits/dim curve
+        and ``history.seconds`` the training time at each point.
+    """
+    from course_utils.config import seed_everything
+    from course_utils.data import image_splits
+    from course_utils.models import (
+        RECIPES,
+        Glow,
+        dequantize,
+        glow_checkpoint_state,
+        make_optimizer,
+    )
+
+    name = recipe if isinstance(recipe, str) else "custom"
+    spec = RECIPES[recipe] if isinstance(recipe, str) else recipe
+    train_images, test_images = image_splits(dataset)
+    seed_everything(seed)
+    model = Glow(**spec["model"])
+    dev = resolve_device(device)
+    model.to(dev)
+    optimizer, scheduler = make_optimizer(model, spec)
+    held_out = dequantize(test_images[:eval_images], torch.Generator().manual_seed(1)).to(dev)
+
+    def eval_bpd(m: nn.Module) -> float:
+        return sum(m.bits_per_dim(b) * len(b) for b in held_out.split(500)) / len(held_out)
+
+    history = train(
+        model,
+        lambda m, k: m.forward_kld(dequantize(k)),
+        train_images,
+        epochs=10**9,  # the time budget ends the run
+        batch_size=spec["batch_size"],
+        optimizer=optimizer,
+        scheduler=scheduler,
+        device=dev,
+        max_seconds=minutes * 60,
+        eval_fn=eval_bpd,
+        checkpoint=checkpoint or glow_checkpoint_path(dataset, name),
+        resume=resume,
+        progress=progress,
+        seed=seed,
+        extra_state={**glow_checkpoint_state(model), "dataset": dataset, "recipe": name},
+        steps_per_epoch=steps_per_epoch,
+        on_epoch_end=on_epoch_end,
+    )
+    return model, history
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m course_utils.train glow --dataset mnist --minutes 5 --device auto``."""
+    import argparse
+
+    from course_utils.data import IMAGE_DATASETS
+
+    parser = argparse.ArgumentParser(prog="python -m course_utils.train")
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("glow", help="train the multi-scale Glow of lesson 07")
+    g.add_argument("--dataset", choices=IMAGE_DATASETS, default="mnist")
+    g.add_argument("--minutes", type=float, default=5.0, help="total training minutes")
+    g.add_argument("--recipe", choices=["course", "reference"], default="course")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    g.add_argument("--checkpoint", default=None, help="default: <cache>/checkpoints/...")
+    g.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    g.add_argument("--steps-per-epoch", type=int, default=100)
+    g.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    _, history = train_glow(
+        dataset=args.dataset,
+        minutes=args.minutes,
+        recipe=args.recipe,
+        device=args.device,
+        checkpoint=args.checkpoint,
+        resume=not args.fresh,
+        steps_per_epoch=args.steps_per_epoch,
+        progress=False,  # one line per evaluation instead
+        seed=args.seed,
+        on_epoch_end=lambda h: print(
+            f"step {h.steps:6d}  {h.seconds[-1]:7.1f} s  train NLL {h.epoch_loss[-1]:9.1f}  "
+            f"held-out {h.eval[-1]:.3f} bits/dim",
+            flush=True,
+        ),
+    )
+    if history.stopped:
+        print(history.stopped)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,259 @@
+"""Ready-made models on top of normflows: the multi-scale Glow of lesson 07.
+
+Data convention (see :mod:`course_utils.metrics`): an 8-bit image ``k`` is
+dequantized to ``u = (k + v) / 256`` with ``v ~ U[0, 1)``, so the model's
+input lies in ``[0, 1)``. ``Glow.log_prob(u)`` is the exact log-density of
+``u``; an optional logit pre-processing is part of the flow (its log|det| is
+included), so bits/dim computed from it follow the stated convention.
+
+Direction convention (normflows'): ``forward`` maps latent → data, ``inverse``
+maps data → latent; ``forward_kld`` (the training loss) runs the inverse.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import normflows as nf
+import torch
+from torch import nn
+
+from course_utils.metrics import bits_per_dim
+
+Tensor = torch.Tensor
+
+
+def dequantize(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Uniform dequantization ``u = (k + v) / 256`` of 8-bit images.
+
+    Args:
+        images: ``uint8`` images ``(batch, C, H, W)`` (or ``(batch, H, W)``,
+            given a channel axis) with values ``k`` in 0..255.
+        generator: seeds the noise ``v ~ U[0, 1)``.
+
+    Returns:
+        float32 ``(batch, C, H, W)`` in ``[0, 1)``.
+
+    >>> u = dequantize(torch.full((2, 1, 2, 2), 255, dtype=torch.uint8))
+    >>> bool((u >= 255 / 256).all() and (u < 1).all())
+    True
+    """
+    if images.dtype != torch.uint8:
+        raise ValueError(f"images must be uint8 (0..255), got {images.dtype}")
+    if images.ndim == 3:
+        images = images[:, None]
+    noise = torch.rand(images.shape, generator=generator).to(images.device)
+    return (images.float() + noise) / 256.0
+
+
+@dataclass(frozen=True)
+class GlowConfig:
+    """Hyper-parameters of :class:`Glow`; stored in checkpoints to rebuild the model.
+
+    Attributes:
+        shape: ``(C, H, W)``; H and W divisible by ``2**levels``.
+        levels: number of scales L (squeeze + K blocks + split per level).
+        blocks: Glow blocks K per level (ActNorm, 1×1 conv, affine coupling).
+        hidden: channels of the coupling networks' hidden layers.
+        split_mode: ``"channel"`` or ``"checkerboard"`` split inside couplings.
+        scale_map: ``"sigmoid"`` (Glow) or ``"exp"`` (RealNVP) coupling scale.
+        logit_alpha: if set, the flow starts with ``logit(α + (1 − 2α) u)``;
+            None models ``u`` directly.
+    """
+
+    shape: tuple[int, int, int] = (1, 28, 28)
+    levels: int = 2
+    blocks: int = 8
+    hidden: int = 64
+    split_mode: str = "channel"
+    scale_map: str = "sigmoid"
+    logit_alpha: float | None = None
+
+
+class Glow(nn.Module):
+    """A multi-scale Glow (normflows ``MultiscaleFlow``), unconditional.
+
+    Args:
+        config: the hyper-parameters; keyword arguments override its fields.
+
+    Example:
+        >>> model = Glow(levels=2, blocks=1, hidden=8)
+        >>> model.latent_shapes()
+        [(8, 7, 7), (2, 14, 14)]
+    """
+
+    def __init__(self, config: GlowConfig | None = None, **overrides) -> None:
+        super().__init__()
+        cfg = GlowConfig(**{**asdict(config or GlowConfig()), **overrides})
+        cfg = GlowConfig(**{**asdict(cfg), "shape": tuple(cfg.shape)})
+        c, h, w = cfg.shape
+        if cfg.levels < 1 or h % 2**cfg.levels or w % 2**cfg.levels:
+            raise ValueError(
+                f"image size {h}×{w} must be divisible by 2**levels = {2**cfg.levels}; "
+                f"for 28×28 use levels ≤ 2"
+            )
+        self.config = cfg
+        big_l = cfg.levels
+        q0, flows, merges = [], [], []
+        for i in range(big_l):
+            # Level 0 is the coarsest; lists run from the base towards the data.
+            ch = c * 2 ** (big_l + 1 - i)
+            level = [
+                nf.flows.GlowBlock(
+                    ch, cfg.hidden, split_mode=cfg.split_mode, scale=True, scale_map=cfg.scale_map
+                )
+                for _ in range(cfg.blocks)
+            ]
+            level.append(nf.flows.Squeeze())
+            flows.append(level)
+            if i > 0:
+                merges.append(nf.flows.Merge())
+                f = 2 ** (big_l - i)
+                latent = (c * f, h // f, w // f)
+            else:
+                f = 2**big_l
+                latent = (c * 2 * f, h // f, w // f)
+            q0.append(nf.distributions.GlowBase(latent))
+        transform = nf.transforms.Logit(cfg.logit_alpha) if cfg.logit_alpha is not None else None
+        self.flow = nf.MultiscaleFlow(q0, flows, merges, transform=transform, class_cond=False)
+
+    @property
+    def num_dims(self) -> int:
+        """Dimensions per image, ``C·H·W``."""
+        return math.prod(self.config.shape)
+
+    def latent_shapes(self) -> list[tuple[int, ...]]:
+        """Shapes of the latent of each level, coarsest first."""
+        return [tuple(q.shape) for q in self.flow.q0]
+
+    def check_input(self, x: Tensor, name: str = "x") -> None:
+        """Raise a clear ``ValueError`` unless ``x`` is ``(batch, C, H, W)``, finite, in [0, 1]."""
+        want = self.config.shape
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != want:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                f"{name} must have shape (batch, {', '.join(map(str, want))}), got {got}"
+            )
+        if not x.is_floating_point():
+            raise ValueError(
+                f"{name} must be a float tensor in [0, 1]; dequantize uint8 images first"
+            )
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{name} contains NaN or inf values")
+        if x.min() < 0 or x.max() > 1:
+            raise ValueError(
+                f"{name} must lie in [0, 1] (dequantized pixels), got values in "
+                f"[{x.min().item():.3g}, {x.max().item():.3g}]"
+            )
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Exact log-density ``(batch, C, H, W) -> (batch,)`` of dequantized images."""
+        self.check_input(x)
+        return self.flow.log_prob(x, None)
+
+    def forward_kld(self, x: Tensor) -> Tensor:
+        """Training loss: mean NLL in nats of a batch of dequantized images."""
+        return -self.log_prob(x).mean()
+
+    @torch.no_grad()
+    def bits_per_dim(self, x: Tensor) -> float:
+        """Mean bits/dim of dequantized images (convention of :mod:`course_utils.metrics`)."""
+        return bits_per_dim(self.log_prob(x), self.num_dims)
+
+    def encode(self, x: Tensor) -> list[Tensor]:
+        """Data → latents, one tensor per level (coarsest first)."""
+        self.check_input(x)
+        z, _ = self.flow.inverse_and_log_det(x)
+        return z
+
+    def decode(self, z: list[Tensor]) -> Tensor:
+        """Latents (one per level, coarsest first) → images."""
+        x, _ = self.flow.forward_and_log_det(z)
+        return x
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
+        """``n`` images ``(n, C, H, W)`` clamped to [0, 1], drawn at a temperature.
+
+        The temperature multiplies the base distribution's standard deviation:
+        below 1 the samples are smoother and more typical, at 1 they follow the
+        model exactly.
+        """
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        x, _ = self.flow.sample(n, temperature=temperature)
+        return x.clamp(0, 1)
+
+
+#: normflows' own Glow example scaled to 28×28: L=2, K=16, 128 hidden channels,
+#: Adamax with lr 1e-3, data modelled directly in [0, 1) (no logit).
+REFERENCE_RECIPE: dict = {
+    "model": {"levels": 2, "blocks": 16, "hidden": 128, "logit_alpha": None},
+    "optimizer": "adamax",
+    "lr": 1e-3,
+    "weight_decay": 1e-5,
+    "warmup_steps": 0,
+    "batch_size": 128,
+}
+
+#: The course's CPU recipe: a smaller, logit-preprocessed Glow with Adam and a
+#: learning-rate warm-up. A starting point, not yet tuned against the reference.
+COURSE_RECIPE: dict = {
+    "model": {"levels": 2, "blocks": 4, "hidden": 64, "logit_alpha": 0.05},
+    "optimizer": "adam",
+    "lr": 2e-3,
+    "weight_decay": 0.0,
+    "warmup_steps": 100,
+    "batch_size": 64,
+}
+
+RECIPES = {"course": COURSE_RECIPE, "reference": REFERENCE_RECIPE}
+
+
+def make_optimizer(
+    model: nn.Module, recipe: dict
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The optimizer and the linear warm-up schedule a recipe asks for."""
+    kind = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}[recipe["optimizer"]]
+    opt = kind(model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+    warm = max(1, int(recipe["warmup_steps"]))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
+    return opt, sched
+
+
+def glow_checkpoint_state(model: Glow) -> dict:
+    """What a checkpoint must hold besides the weights to rebuild ``model``."""
+    cfg = asdict(model.config)
+    cfg["shape"] = list(cfg["shape"])
+    return {"config": cfg}
+
+
+def load_glow(path, map_location: str | torch.device = "cpu") -> tuple[Glow, dict]:
+    """Rebuild a :class:`Glow` from a checkpoint written by the training loop.
+
+    ActNorm's data-dependent initialisation is stored in its buffers, so a
+    loaded model gives the same log-probabilities as the saved one (it is not
+    initialised again on the first batch).
+
+    Args:
+        path: the checkpoint file.
+        map_location: device to load onto.
+
+    Returns:
+        ``(model, checkpoint)``, the model in eval mode and the whole checkpoint
+        dict (with its ``history`` and ``extra`` metadata).
+
+    Raises:
+        ValueError: the file is not a Glow checkpoint of this course.
+    """
+    from course_utils.train import load_checkpoint
+
+    state = load_checkpoint(path, map_location=map_location)
+    cfg = state.get("extra", {}).get("config")
+    if cfg is None:
+        raise ValueError(f"{path} holds no Glow configuration; was it written by train_glow?")
+    cfg = {**cfg, "shape": tuple(cfg["shape"])}
+    model = Glow(GlowConfig(**cfg))
+    model.load_state_dict(state["model"])
+    return model.to(map_location).eval(), state
