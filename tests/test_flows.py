@@ -32,11 +32,9 @@ from course_utils.train import train
 
 
 @pytest.fixture(autouse=True)
-def seeded():
-    """Every test draws from its own seeded RNG and leaves the global one untouched."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        yield
+def _seeded(rng):
+    """Every test here runs under the shared seeded, forked RNG (``rng`` in conftest)."""
+    return rng
 
 
 def perturb(module: nn.Module, scale: float = 0.3) -> nn.Module:
