@@ -5,7 +5,7 @@ permutation flow with the lesson's own settings, ``course_utils.flows.MOONS_RECI
 and reports each model's held-out NLL and training wall time.
 
 Target: best held-out NLL ≤ 1.10 nats on ``make_moons(noise=0.1)`` within 60 s of
-training on a 2-core laptop CPU. The data's true entropy is about 1.00 nats
+training on a 2-core laptop CPU. The data's true entropy is about 1.01 nats
 (lesson 02 computes it from the exact density), so a held-out NLL clearly below
 that signals a bug, not a good model.
 
@@ -33,7 +33,7 @@ from course_utils.train import train
 
 TARGET_NLL = 1.10
 TARGET_SECONDS = 60.0
-ENTROPY_NATS = 1.00  # of make_moons(noise=0.1); see lesson 02
+ENTROPY_NATS = 1.01  # of make_moons(noise=0.1): 1.008 ± 0.004 by Monte Carlo in lesson 02
 
 
 def run_model(

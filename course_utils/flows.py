@@ -42,7 +42,8 @@ def _check_finite(x: Tensor, name: str = "x") -> None:
 class StandardNormal(nn.Module):
     """The base distribution N(0, I) in ``dim`` dimensions, as a module.
 
-    Being a module (with a buffer) it follows ``.to(device)`` with the flow.
+    Being a module (with a buffer) it follows ``.to(device)`` and ``.double()``
+    with the flow, and so do its samples.
     """
 
     def __init__(self, dim: int) -> None:
@@ -55,9 +56,12 @@ class StandardNormal(nn.Module):
         return -0.5 * (z**2).sum(1) - 0.5 * self.dim * math.log(2 * math.pi)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` samples of shape ``(n, dim)``."""
+        """``n`` samples of shape ``(n, dim)``, on the module's device and dtype.
+
+        Drawn on the CPU, so a CPU ``generator`` gives the same samples everywhere.
+        """
         z = torch.randn(n, self.dim, generator=generator)
-        return z.to(self._zero.device)
+        return z.to(self._zero)
 
 
 class AffineCoupling(nn.Module):

@@ -172,6 +172,7 @@ def test_sample_shapes_and_generator():
     b = flow.sample(4, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(a, b)
     assert not a.requires_grad
+    assert flow.double().sample(3).dtype == torch.float64  # samples follow the flow's dtype
 
 
 def test_realnvp_structure():
