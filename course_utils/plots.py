@@ -126,6 +126,8 @@ def loss_curves(
     title: str | None = None,
     reference: tuple[float, str] | None = None,
     styles: Mapping[str, str] | None = None,
+    colors: Mapping[str, str] | None = None,
+    ylim: tuple[float, float] | None = None,
 ) -> Figure:
     """Several loss curves on one axis, in the course palette.
 
@@ -136,6 +138,9 @@ def loss_curves(
         reference: optional ``(value, label)`` drawn as a dashed horizontal line,
             e.g. the data's entropy.
         styles: label → matplotlib line style (default solid).
+        colors: label → colour (default: the palette in order), e.g. to give a
+            model's train and held-out curves one colour and two styles.
+        ylim: the y range, e.g. to cut off the first epochs' large losses.
 
     Returns:
         The figure.
@@ -144,14 +149,17 @@ def loss_curves(
     for k, (label, values) in enumerate(curves.items()):
         xs = np.arange(1, len(values) + 1)
         ls = (styles or {}).get(label, "-")
-        ax.plot(xs, values, ls, color=PALETTE[k % len(PALETTE)], label=label, lw=2)
+        color = (colors or {}).get(label, PALETTE[k % len(PALETTE)])
+        ax.plot(xs, values, ls, color=color, label=label, lw=2)
     if reference is not None:
         ax.axhline(reference[0], color="0.4", ls=":", lw=1.5, label=reference[1])
     ax.set(xlabel=xlabel, ylabel=ylabel)
+    if ylim is not None:
+        ax.set_ylim(ylim)
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, fontsize=9)
     return fig
 
 
