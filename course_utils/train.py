@@ -291,6 +291,9 @@ def train(
     last_good = snapshot()
     show = _interactive() if progress is None else progress
     elapsed = history.seconds[-1] if history.seconds else 0.0
+    if max_seconds is not None and elapsed >= max_seconds:  # a resumed run already done
+        model.eval()
+        return history
     t0 = time.perf_counter() - elapsed
     out_of_time = False
     for epoch in range(start_epoch, epochs):
@@ -367,11 +370,25 @@ def train(
 # --------------------------------------------------------------- Glow recipe
 
 
-def glow_checkpoint_path(dataset: str, recipe_name: str) -> Path:
-    """Default checkpoint file of a Glow run: ``<cache>/checkpoints/glow-<dataset>-<recipe>.pt``."""
+def glow_checkpoint_path(dataset: str, recipe: dict, tag: str = "") -> Path:
+    """Default checkpoint file of a Glow run, in ``<cache>/checkpoints/``.
+
+    The name carries a short hash of the recipe, so a changed recipe never
+    resumes from (or overwrites) a checkpoint of another architecture.
+
+    Args:
+        dataset: the dataset name.
+        recipe: the recipe dict.
+        tag: an optional suffix, e.g. ``"fast"`` for fast-mode runs.
+    """
+    import hashlib
+    import json
+
     from course_utils import config
 
-    return config.cache_dir() / "checkpoints" / f"glow-{dataset}-{recipe_name}.pt"
+    digest = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
+    name = f"glow-{dataset}-{digest}" + (f"-{tag}" if tag else "")
+    return config.cache_dir() / "checkpoints" / f"{name}.pt"
 
 
 def train_glow(
@@ -399,7 +416,7 @@ def train_glow(
         recipe: ``"course"``, ``"reference"`` or a recipe dict (see
             :data:`course_utils.models.COURSE_RECIPE`).
         device: ``"auto" | "cpu" | "cuda" | "mps"``.
-        checkpoint: file; default :func:`glow_checkpoint_path`.
+        checkpoint: file; default :func:`glow_checkpoint_path` of the dataset and recipe.
         resume: continue from the checkpoint if it exists.
         eval_images: held-out images for the bits/dim curve.
         steps_per_epoch: steps between evaluations and checkpoints.
@@ -445,7 +462,7 @@ def train_glow(
         device=dev,
         max_seconds=minutes * 60,
         eval_fn=eval_bpd,
-        checkpoint=checkpoint or glow_checkpoint_path(dataset, name),
+        checkpoint=checkpoint or glow_checkpoint_path(dataset, spec),
         resume=resume,
         progress=progress,
         seed=seed,
@@ -467,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     g = sub.add_parser("glow", help="train the multi-scale Glow of lesson 07")
     g.add_argument("--dataset", choices=IMAGE_DATASETS, default="mnist")
     g.add_argument("--minutes", type=float, default=5.0, help="total training minutes")
-    g.add_argument("--recipe", choices=["course", "reference"], default="course")
+    g.add_argument("--recipe", choices=["course", "reference", "full"], default="course")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     g.add_argument("--checkpoint", default=None, help="default: <cache>/checkpoints/...")
     g.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")

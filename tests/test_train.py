@@ -385,3 +385,66 @@ def test_iterable_of_batches_and_empty_data(points: torch.Tensor) -> None:
     assert history.steps == 4
     with pytest.raises(ValueError, match="no batch"):
         fit(small_flow(), points[:0], epochs=1)
+
+
+def test_steps_per_epoch_draws_every_example_before_repeating(points: torch.Tensor) -> None:
+    seen: list[torch.Tensor] = []
+
+    def record(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.clone())
+        return nll_loss(model, x)
+
+    n = len(points)
+    steps = n // 32 + 3  # a bit more than one pass per epoch
+    history = train(small_flow(), record, points, epochs=2, batch_size=32, steps_per_epoch=steps)
+    assert len(history.epoch_loss) == 2 and history.steps == 2 * steps
+    first_pass = torch.cat(seen[: n // 32])
+    # No example drawn twice within the first full pass.
+    assert len(torch.unique(first_pass, dim=0)) == len(first_pass)
+
+
+def test_on_epoch_end_sees_each_epoch(points: torch.Tensor) -> None:
+    lengths: list[int] = []
+    train(
+        small_flow(),
+        nll_loss,
+        points,
+        epochs=3,
+        batch_size=64,
+        on_epoch_end=lambda h: lengths.append(len(h.epoch_loss)),
+    )
+    assert lengths == [1, 2, 3]
+
+
+def test_evaluation_time_is_not_training_time(points: torch.Tensor) -> None:
+    def slow_eval(model: nn.Module) -> float:
+        time.sleep(0.3)
+        return 0.0
+
+    history = train(small_flow(), nll_loss, points, epochs=3, batch_size=256, eval_fn=slow_eval)
+    assert history.seconds[-1] < 0.5  # three 0.3 s evaluations are not counted
+
+
+def test_resumed_run_that_reached_its_budget_does_not_train(
+    points: torch.Tensor, tmp_path: Path
+) -> None:
+    ckpt = tmp_path / "c.pt"
+    first = train(
+        small_flow(),
+        nll_loss,
+        points,
+        epochs=10**6,
+        batch_size=64,
+        max_seconds=0.2,
+        checkpoint=ckpt,
+    )
+    again = train(
+        small_flow(),
+        nll_loss,
+        points,
+        epochs=10**6,
+        batch_size=64,
+        max_seconds=0.2,
+        checkpoint=ckpt,
+    )
+    assert again.steps == first.steps
