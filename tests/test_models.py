@@ -42,6 +42,11 @@ def test_latent_shapes_and_sizes() -> None:
     assert Glow(shape=(3, 28, 28), **TINY).latent_shapes() == [(24, 7, 7), (6, 14, 14)]
     with pytest.raises(ValueError, match="divisible by 2\\*\\*levels"):
         Glow(levels=3, blocks=1, hidden=8)
+    with pytest.raises(ValueError, match="checkerboard split needs an even size"):
+        Glow(split_mode="checkerboard", **TINY)
+    assert Glow(levels=1, blocks=1, hidden=8, split_mode="checkerboard").latent_shapes() == [
+        (4, 14, 14)
+    ]
 
 
 def test_bits_per_dim_matches_hand_computation(tiny: Glow, rng: torch.Generator) -> None:
