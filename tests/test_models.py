@@ -106,11 +106,10 @@ def test_train_save_load_sample_end_to_end(tmp_path, shared_data) -> None:
     assert state["extra"]["dataset"] == "mnist-9k"
     _, test = image_splits("mnist-9k")
     x = dequantize(test[:8], torch.Generator().manual_seed(0))
-    # The loaded model equals the model as it was saved (ActNorm not re-initialised).
-    saved = Glow(**TINY)
-    saved.load_state_dict(state["model"])
+    # The loaded model gives the trained model's log-probs (ActNorm's data-initialised
+    # scale and shift were saved, and loading does not initialise them again).
     with torch.no_grad():
-        torch.testing.assert_close(loaded.log_prob(x), saved.eval().log_prob(x))
+        torch.testing.assert_close(loaded.log_prob(x), model.eval().log_prob(x))
         # ... and it is data-initialised: a fresh model's first call would differ.
         assert not torch.allclose(Glow(**TINY).log_prob(x), loaded.log_prob(x))
     samples = loaded.sample(4, temperature=0.7)
@@ -124,3 +123,25 @@ def test_load_glow_refuses_foreign_checkpoint(tmp_path) -> None:
     path = save_checkpoint(tmp_path / "x.pt", {"model": {}, "extra": {}})
     with pytest.raises(ValueError, match="no Glow configuration"):
         load_glow(path)
+
+
+def test_cli_trains_and_resumes(tmp_path, shared_data, capsys) -> None:
+    from course_utils.train import load_checkpoint, main
+
+    ckpt = tmp_path / "cli.pt"
+    args = ["glow", "--dataset", "mnist-9k", "--device", "cpu", "--checkpoint", str(ckpt)]
+    args += ["--steps-per-epoch", "2"]
+    assert main([*args, "--minutes", "0.01"]) == 0
+    first = load_checkpoint(ckpt)["history"]["steps"]
+    assert first >= 2 and "held-out" in capsys.readouterr().out
+    # A larger budget continues the same run; --fresh starts over.
+    assert main([*args, "--minutes", "0.03"]) == 0
+    resumed = load_checkpoint(ckpt)["history"]
+    assert resumed["steps"] > first and resumed["seconds"][-1] >= 0.03 * 60
+    assert main([*args, "--minutes", "0.01", "--fresh"]) == 0
+    assert load_checkpoint(ckpt)["history"]["seconds"][-1] < resumed["seconds"][-1]
+
+
+def test_unknown_recipe_is_a_clear_error(shared_data) -> None:
+    with pytest.raises(ValueError, match="unknown recipe 'huge'.*course"):
+        train_glow("mnist-9k", minutes=0.01, recipe="huge", device="cpu")
