@@ -439,7 +439,9 @@ def train_glow(
     )
 
     if isinstance(recipe, str) and recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)} or pass a dict")
+        raise ValueError(
+            f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)} or pass a dict"
+        )
     name = recipe if isinstance(recipe, str) else "custom"
     spec = RECIPES[recipe] if isinstance(recipe, str) else recipe
     train_images, test_images = image_splits(dataset)
