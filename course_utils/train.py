@@ -292,6 +292,7 @@ def train(
     show = _interactive() if progress is None else progress
     elapsed = history.seconds[-1] if history.seconds else 0.0
     if max_seconds is not None and elapsed >= max_seconds:  # a resumed run already done
+        history.stopped = f"time budget of {max_seconds:g} s already used by the checkpoint"
         model.eval()
         return history
     t0 = time.perf_counter() - elapsed

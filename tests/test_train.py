@@ -441,3 +441,4 @@ def test_resumed_run_that_reached_its_budget_does_not_train(
         for _ in range(2)
     ]
     assert runs[0].steps > 0 and runs[1].steps == runs[0].steps
+    assert runs[1].stopped == "time budget of 0.2 s already used by the checkpoint"
