@@ -337,3 +337,17 @@ def test_short_training_lowers_the_held_out_nll():
     assert before == pytest.approx(identity_nll, abs=1e-5)
     assert history.eval[-1] < before - 0.4
     assert not history.stopped
+
+
+def test_loss_curves_spaces_values_by_x_every():
+    # Lesson 06 evaluates every 50 steps and draws its NLL curve against the step number.
+    import matplotlib.pyplot as plt
+
+    from course_utils.plots import loss_curves
+
+    fig = loss_curves({"held-out": [3.0, 2.0, 1.5]}, x_every=50)
+    xs, ys = fig.axes[0].lines[0].get_data()
+    assert list(xs) == [50, 100, 150] and list(ys) == [3.0, 2.0, 1.5]
+    default = loss_curves({"a": [1.0, 2.0]})
+    assert list(default.axes[0].lines[0].get_xdata()) == [1, 2]
+    plt.close("all")
