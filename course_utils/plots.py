@@ -128,6 +128,7 @@ def loss_curves(
     styles: Mapping[str, str] | None = None,
     colors: Mapping[str, str] | None = None,
     ylim: tuple[float, float] | None = None,
+    x_every: float = 1,
 ) -> Figure:
     """Several loss curves on one axis, in the course palette.
 
@@ -141,13 +142,15 @@ def loss_curves(
         colors: label → colour (default: the palette in order), e.g. to give a
             model's train and held-out curves one colour and two styles.
         ylim: the y range, e.g. to cut off the first epochs' large losses.
+        x_every: the spacing of the x values: value ``k`` (from 1) is drawn at
+            ``k · x_every``, e.g. the number of steps between two evaluations.
 
     Returns:
         The figure.
     """
     fig, ax = _axes(ax, (6, 4))
     for k, (label, values) in enumerate(curves.items()):
-        xs = np.arange(1, len(values) + 1)
+        xs = np.arange(1, len(values) + 1) * x_every
         ls = (styles or {}).get(label, "-")
         color = (colors or {}).get(label, PALETTE[k % len(PALETTE)])
         ax.plot(xs, values, ls, color=color, label=label, lw=2)
