@@ -451,12 +451,17 @@ def time_directions(
     batch: int = 512,
     repeats: int = 5,
     seed: int = 0,
+    threads: int = 1,
 ) -> list[dict[str, float | int | str]]:
     """Measure one MAF and one IAF layer's density and sampling time as ``dim`` grows.
 
-    Each call is run once to warm up, then ``repeats`` times; the fastest run
-    is kept (the least disturbed by whatever else the machine is doing).
-    Gradients are off: this is the cost of evaluating, not of training.
+    The clock is the CPU time of this process (``time.process_time``), not the
+    wall clock: other programs running on the machine slow a long call down
+    more than a short one in wall-clock time, which would distort the ratio
+    of the two directions. With one thread and an idle machine the two clocks
+    agree. Each call is run once to warm up, then ``repeats`` times, and the
+    fastest run is kept. Gradients are off: this is the cost of evaluating,
+    not of training.
 
     Args:
         dims: the dimensions to try; each needs ``dim - 1 <= hidden``.
@@ -464,14 +469,26 @@ def time_directions(
         batch: points per call.
         repeats: timed runs per measurement.
         seed: seeds the layers and the inputs.
+        threads: torch CPU threads during the measurement (restored afterwards).
 
     Returns:
         One row per ``(dim, model)`` with keys ``dim``, ``model`` (``"MAF"`` /
-        ``"IAF"``), ``density_s``, ``sampling_s`` (seconds per call of ``batch``
+        ``"IAF"``), ``density_s``, ``sampling_s`` (CPU seconds per call of ``batch``
         points) and ``density_passes``, ``sampling_passes`` (MADE evaluations per call).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be positive, got {repeats}")
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _time_directions(dims, hidden, batch, repeats, seed)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _time_directions(
+    dims: Sequence[int], hidden: int, batch: int, repeats: int, seed: int
+) -> list[dict[str, float | int | str]]:
     rows: list[dict[str, float | int | str]] = []
     gen = torch.Generator().manual_seed(seed)
     for dim in dims:
@@ -485,9 +502,9 @@ def time_directions(
                     fn(u)  # warm-up
                     best = float("inf")
                     for _ in range(repeats):
-                        t0 = time.perf_counter()
+                        t0 = time.process_time()
                         fn(u)
-                        best = min(best, time.perf_counter() - t0)
+                        best = min(best, time.process_time() - t0)
                 row[f"{direction}_s"] = best
                 row[f"{direction}_passes"] = count_made_passes(layer, direction, u)
             rows.append(row)

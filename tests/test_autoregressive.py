@@ -275,7 +275,9 @@ def test_bad_shapes_give_clear_errors(layer_cls):
 
 
 def test_time_directions_reports_every_row():
-    rows = time_directions([2, 4], hidden=8, batch=16, repeats=1)
+    threads = torch.get_num_threads()
+    rows = time_directions([2, 4], hidden=8, batch=16, repeats=1, threads=1)
+    assert torch.get_num_threads() == threads  # restored
     expected = [(2, "MAF"), (2, "IAF"), (4, "MAF"), (4, "IAF")]
     assert [(r["dim"], r["model"]) for r in rows] == expected
     assert all(r["density_s"] > 0 and r["sampling_s"] > 0 for r in rows)
