@@ -224,7 +224,9 @@ class LocScale(nn.Module):
     ([[3.0, -0.5]], 0.0)
     """
 
-    def __init__(self, dim: int = 2, loc: Tensor | None = None, scale: Tensor | None = None) -> None:
+    def __init__(
+        self, dim: int = 2, loc: Tensor | None = None, scale: Tensor | None = None
+    ) -> None:
         super().__init__()
         self.dim = dim
         loc = torch.zeros(dim) if loc is None else torch.as_tensor(loc, dtype=torch.float32)
