@@ -65,3 +65,12 @@ def shared_data() -> Path:
     if not (DATA_DIR / "mnist").is_dir() and not (DATA_DIR / "fashion-mnist").is_dir():
         pytest.skip(f"no offline data at {DATA_DIR} (set COURSE_DATA_DIR)")
     return DATA_DIR
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run one test on one CPU thread (tiny 2D networks run fastest so), then restore."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import normflows as nf
 import pytest
 import torch
-from torch import nn
+from oracles import brute_force_log_det, jacobians, perturb
 
 from course_utils.autoregressive import (
     MADE,
@@ -38,24 +38,6 @@ from course_utils.train import train
 def _seeded(rng):
     """Every test here runs under the shared seeded, forked RNG (``rng`` in conftest)."""
     return rng
-
-
-def perturb(module: nn.Module, scale: float = 0.3) -> nn.Module:
-    """Move every parameter away from its initial value (the layers start as the identity)."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn_like(p))
-    return module
-
-
-def jacobians(fn, u: torch.Tensor) -> torch.Tensor:
-    """Per-row Jacobians ``(batch, out, in)`` of a row-wise map, from autograd."""
-    jac = torch.autograd.functional.jacobian(lambda v: fn(v).sum(0), u)  # (out..., batch, in)
-    return jac.reshape(-1, *u.shape).permute(1, 0, 2)
-
-
-def brute_force_log_det(fn, u: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.slogdet(jacobians(fn, u))[1]
 
 
 # ------------------------------------------------------------ degrees, masks

@@ -14,6 +14,7 @@ import math
 
 import pytest
 import torch
+from oracles import brute_force_log_det, perturb
 from torch import nn
 
 from course_utils.data import moons
@@ -35,24 +36,6 @@ from course_utils.train import train
 def _seeded(rng):
     """Every test here runs under the shared seeded, forked RNG (``rng`` in conftest)."""
     return rng
-
-
-def perturb(module: nn.Module, scale: float = 0.3) -> nn.Module:
-    """Move every parameter away from its initial value (couplings start as the identity)."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn_like(p))
-    return module
-
-
-def brute_force_log_det(fn, z: torch.Tensor) -> torch.Tensor:
-    """log|det ∂fn(z)/∂z| per row, from the full autograd Jacobian.
-
-    The rows of a batch do not interact, so the Jacobian of ``fn(z).sum(0)``
-    with respect to ``z`` holds each row's ``dim × dim`` Jacobian.
-    """
-    jac = torch.autograd.functional.jacobian(lambda v: fn(v).sum(0), z)  # (dim, batch, dim)
-    return torch.linalg.slogdet(jac.permute(1, 0, 2))[1]
 
 
 LAYERS = {

@@ -13,6 +13,7 @@ import math
 import normflows as nf
 import pytest
 import torch
+from oracles import brute_force_log_det, perturb
 from torch import nn
 
 from course_utils.flows import Flow, StandardNormal
@@ -35,33 +36,14 @@ from course_utils.inference import (
     u1,
 )
 
+# Tiny 2D networks run fastest on one thread.
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(autouse=True)
 def _seeded(rng):
     """Every test runs under the shared seeded, forked RNG (``rng`` in conftest)."""
     return rng
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def perturb(module: nn.Module, scale: float = 0.5) -> nn.Module:
-    """Move every parameter away from its initial value (near-identity layers hide bugs)."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn_like(p))
-    return module
-
-
-def brute_force_log_det(fn, z: torch.Tensor) -> torch.Tensor:
-    """log|det ∂fn(z)/∂z| per row from the full autograd Jacobian (rows do not interact)."""
-    jac = torch.autograd.functional.jacobian(lambda v: fn(v).sum(0), z)  # (dim, batch, dim)
-    return torch.linalg.slogdet(jac.permute(1, 0, 2))[1]
 
 
 def set_planar(layer: Planar, w, u, b=0.0) -> Planar:
@@ -85,7 +67,7 @@ LAYERS = {
 def make_layer(name: str) -> nn.Module:
     layer = LAYERS[name]()
     if name != "planar near the constraint":
-        perturb(layer)
+        perturb(layer, 0.5)
     return layer.double()
 
 

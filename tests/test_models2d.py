@@ -15,7 +15,7 @@ import math
 import normflows as nf
 import pytest
 import torch
-from torch import nn
+from oracles import brute_force_log_det, perturb
 
 from course_utils import flows
 from course_utils.data import moons
@@ -36,29 +36,6 @@ from course_utils.models2d import (
 def _seeded(rng):
     """Every test here runs under the shared seeded, forked RNG (``rng`` in conftest)."""
     return rng
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny 2D networks run fastest on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def perturb(module: nn.Module, scale: float = 0.3) -> nn.Module:
-    """Move every parameter away from its initial value."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn_like(p))
-    return module
-
-
-def brute_force_log_det(fn, z: torch.Tensor) -> torch.Tensor:
-    """log|det ∂fn(z)/∂z| per row, from the full autograd Jacobian (rows do not interact)."""
-    jac = torch.autograd.functional.jacobian(lambda v: fn(v).sum(0), z)  # (dim, batch, dim)
-    return torch.linalg.slogdet(jac.permute(1, 0, 2))[1]
 
 
 MODELS = {

@@ -1,0 +1,33 @@
+"""Oracles shared by the flow tests: brute-force Jacobians and parameter perturbation."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def perturb(module: nn.Module, scale: float = 0.3) -> nn.Module:
+    """Move every parameter away from its initial value.
+
+    Many layers start as the identity, and an identity layer hides sign and
+    indexing bugs in its inverse and log-determinant.
+    """
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return module
+
+
+def jacobians(fn, z: torch.Tensor) -> torch.Tensor:
+    """Per-row Jacobians ``(batch, out, in)`` of a row-wise map, from autograd.
+
+    The rows of a batch do not interact, so the Jacobian of ``fn(z).sum(0)``
+    with respect to ``z`` holds each row's ``out × in`` Jacobian.
+    """
+    jac = torch.autograd.functional.jacobian(lambda v: fn(v).sum(0), z)  # (out, batch, in)
+    return jac.reshape(-1, *z.shape).permute(1, 0, 2)
+
+
+def brute_force_log_det(fn, z: torch.Tensor) -> torch.Tensor:
+    """``log|det ∂fn(z)/∂z|`` per row, from the full autograd Jacobian."""
+    return torch.linalg.slogdet(jacobians(fn, z))[1]
