@@ -14,7 +14,7 @@ from __future__ import annotations
 import normflows as nf
 import pytest
 import torch
-from oracles import brute_force_log_det, jacobians, perturb
+from oracles import brute_force_log_det, jacobians, perturb, short_moons_training
 
 from course_utils.autoregressive import (
     MADE,
@@ -29,9 +29,7 @@ from course_utils.autoregressive import (
     made_masks,
     time_directions,
 )
-from course_utils.data import moons
 from course_utils.plots import grid_2d
-from course_utils.train import train
 
 
 @pytest.fixture(autouse=True)
@@ -273,30 +271,9 @@ def test_time_directions_reports_every_row():
         time_directions([2], repeats=0)
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_short_maf_training_lowers_held_out_nll(one_thread):
-    train_x, test_x = moons(n_train=2000, n_test=1000)
     flow = autoregressive_flow(2, n_layers=4, hidden=[32, 32], kind="maf")
-    with torch.no_grad():
-        before = float(flow.forward_kld(test_x))
-    history = train(
-        flow,
-        lambda m, x: m.forward_kld(x),
-        train_x,
-        epochs=25,  # 8 batches per epoch: 200 steps
-        batch_size=256,
-        lr=3e-3,
-        device="cpu",
-        progress=False,
-        eval_fn=lambda m: float(m.forward_kld(test_x)),
-    )
+    before, history = short_moons_training(flow, epochs=25)  # 200 steps
     after = history.eval[-1]
     assert before > 2.0  # N(0, I) fits the moons badly
     assert after < 1.5 and after < before - 1.0

@@ -14,10 +14,9 @@ import math
 
 import pytest
 import torch
-from oracles import brute_force_log_det, perturb
+from oracles import brute_force_log_det, perturb, short_moons_training
 from torch import nn
 
-from course_utils.data import moons
 from course_utils.flows import (
     MOONS_RECIPE,
     AffineCoupling,
@@ -29,7 +28,6 @@ from course_utils.flows import (
     alternating_masks,
     realnvp,
 )
-from course_utils.train import train
 
 
 @pytest.fixture(autouse=True)
@@ -231,31 +229,9 @@ def test_moons_recipe_optimizer_and_steps():
     assert MOONS_RECIPE.n_couplings >= 1
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny 2D networks train fastest on one thread, and a busy CPU makes more threads crawl."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_short_training_lowers_held_out_nll(one_thread):
-    train_x, test_x = moons(n_train=2000, n_test=1000)
     flow = realnvp(2, n_couplings=4, hidden=32, mixing="linear")
-    with torch.no_grad():
-        before = float(flow.forward_kld(test_x))
-    history = train(
-        flow,
-        lambda m, x: m.forward_kld(x),
-        train_x,
-        epochs=30,  # 8 batches per epoch: 240 steps
-        batch_size=256,
-        lr=3e-3,
-        device="cpu",
-        progress=False,
-        eval_fn=lambda m: float(m.forward_kld(test_x)),
-    )
+    before, history = short_moons_training(flow, epochs=30)  # 240 steps
     after = history.eval[-1]
     assert history.steps == 240
     assert before > 2.0  # N(0, I) fits the moons badly
