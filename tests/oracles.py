@@ -36,6 +36,28 @@ def brute_force_log_det(fn, z: torch.Tensor) -> torch.Tensor:
     return torch.linalg.slogdet(jacobians(fn, z))[1]
 
 
+def assert_round_trip(layer: nn.Module, z: torch.Tensor) -> None:
+    """A layer ``(x, log_det) = layer(z)`` with ``layer.inverse``: both orders cancel.
+
+    Also checks that the layer is not the identity (which would pass trivially)
+    and that the two directions' log-determinants are opposite.
+    """
+    x, ld_forward = layer(z)
+    z_back, ld_inverse = layer.inverse(x)
+    assert not torch.allclose(x, z), "the layer should not be the identity after perturbing"
+    torch.testing.assert_close(z_back, z)
+    torch.testing.assert_close(layer(layer.inverse(z)[0])[0], z)
+    torch.testing.assert_close(ld_inverse, -ld_forward)
+
+
+def assert_log_dets_match_autograd(layer: nn.Module, z: torch.Tensor) -> None:
+    """Both directions' log-determinants equal the brute-force Jacobian's."""
+    x, ld_forward = layer(z)
+    torch.testing.assert_close(ld_forward, brute_force_log_det(lambda v: layer(v)[0], z))
+    _, ld_inverse = layer.inverse(x)
+    torch.testing.assert_close(ld_inverse, brute_force_log_det(lambda v: layer.inverse(v)[0], x))
+
+
 def short_moons_training(flow: nn.Module, epochs: int) -> tuple[float, History]:
     """Train ``flow`` briefly on 2,000 moons (8 batches of 256 per epoch).
 

@@ -30,11 +30,8 @@ from course_utils.continuous import (
 from course_utils.data import moons
 from course_utils.train import train
 
-
-@pytest.fixture(autouse=True)
-def _seeded(rng):
-    """Every test here runs under the shared seeded, forked RNG (``rng`` in conftest)."""
-    return rng
+# Every test here runs under the seeded, forked RNG of conftest.
+pytestmark = pytest.mark.usefixtures("rng")
 
 
 # A rotation with decay: a non-normal, non-diagonal matrix, so errors cannot cancel.

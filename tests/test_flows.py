@@ -14,7 +14,13 @@ import math
 
 import pytest
 import torch
-from oracles import brute_force_log_det, perturb, short_moons_training
+from oracles import (
+    assert_log_dets_match_autograd,
+    assert_round_trip,
+    brute_force_log_det,
+    perturb,
+    short_moons_training,
+)
 from torch import nn
 
 from course_utils.flows import (
@@ -29,11 +35,8 @@ from course_utils.flows import (
     realnvp,
 )
 
-
-@pytest.fixture(autouse=True)
-def _seeded(rng):
-    """Every test here runs under the shared seeded, forked RNG (``rng`` in conftest)."""
-    return rng
+# Every test here runs under the seeded, forked RNG of conftest.
+pytestmark = pytest.mark.usefixtures("rng")
 
 
 LAYERS = {
@@ -54,24 +57,14 @@ def make_layer(name: str) -> nn.Module:
 @pytest.mark.parametrize("name", LAYERS)
 def test_layer_inverse_and_forward_cancel(name):
     layer = make_layer(name)
-    z = torch.randn(64, layer.dim, dtype=torch.float64)
-    x, ld_forward = layer(z)
-    z_back, ld_inverse = layer.inverse(x)
-    x_back, _ = layer(layer.inverse(z)[0])
-    assert not torch.allclose(x, z), "the layer should not be the identity after perturbing"
-    torch.testing.assert_close(z_back, z)
-    torch.testing.assert_close(x_back, z)
-    torch.testing.assert_close(ld_inverse, -ld_forward)
+    assert_round_trip(layer, torch.randn(64, layer.dim, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("name", LAYERS)
 def test_layer_log_det_matches_autograd_jacobian(name):
     layer = make_layer(name)
     z = 1.5 * torch.randn(32, layer.dim, dtype=torch.float64)
-    x, ld_forward = layer(z)
-    torch.testing.assert_close(ld_forward, brute_force_log_det(lambda v: layer(v)[0], z))
-    _, ld_inverse = layer.inverse(x)
-    torch.testing.assert_close(ld_inverse, brute_force_log_det(lambda v: layer.inverse(v)[0], x))
+    assert_log_dets_match_autograd(layer, z)
 
 
 def test_coupling_jacobian_is_triangular_and_keeps_masked_coordinates():

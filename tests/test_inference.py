@@ -36,14 +36,8 @@ from course_utils.inference import (
     u1,
 )
 
-# Tiny 2D networks run fastest on one thread.
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(autouse=True)
-def _seeded(rng):
-    """Every test runs under the shared seeded, forked RNG (``rng`` in conftest)."""
-    return rng
+# Seeded (the forked RNG of conftest), and on one thread: tiny 2D networks run fastest so.
+pytestmark = pytest.mark.usefixtures("rng", "one_thread")
 
 
 def set_planar(layer: Planar, w, u, b=0.0) -> Planar:

@@ -31,11 +31,8 @@ from course_utils.models2d import (
     spline_flow,
 )
 
-
-@pytest.fixture(autouse=True)
-def _seeded(rng):
-    """Every test here runs under the shared seeded, forked RNG (``rng`` in conftest)."""
-    return rng
+# Every test here runs under the seeded, forked RNG of conftest.
+pytestmark = pytest.mark.usefixtures("rng")
 
 
 MODELS = {
