@@ -40,20 +40,12 @@ DATASETS = ("fashion-mnist", "mnist-9k")
 RECIPES = ("course", "reference")
 
 
-def held_out_bpd(model, images: torch.Tensor) -> float:
-    """Bits/dim of the whole held-out split, with a fixed dequantization noise."""
-    from course_utils.models import dequantize
-
-    x = dequantize(images, torch.Generator().manual_seed(1))
-    total = sum(model.bits_per_dim(b) * len(b) for b in x.split(500))
-    return total / len(x)
-
-
 def worker(dataset: str, recipe: str, budgets: list[float], checkpoint: Path, out: Path) -> None:
     """Train one recipe through the budgets (minutes) and write its measurements."""
     torch.set_num_threads(1)
     from course_utils.data import image_splits
     from course_utils.models import RECIPES as SPECS
+    from course_utils.models import dequantize
     from course_utils.train import train_glow
 
     _, test = image_splits(dataset)
@@ -71,7 +63,7 @@ def worker(dataset: str, recipe: str, budgets: list[float], checkpoint: Path, ou
             progress=False,
         )
         t0 = time.perf_counter()
-        bpd = held_out_bpd(model, test)
+        bpd = model.bits_per_dim(dequantize(test, torch.Generator().manual_seed(1)))
         points.append(
             {
                 "minutes": minutes,

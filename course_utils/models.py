@@ -206,9 +206,15 @@ class Glow(nn.Module):
         return -self.log_prob(x).mean()
 
     @torch.no_grad()
-    def bits_per_dim(self, x: Tensor) -> float:
-        """Mean bits/dim of dequantized images (convention of :mod:`course_utils.metrics`)."""
-        return bits_per_dim(self.log_prob(x), self.num_dims)
+    def bits_per_dim(self, x: Tensor, batch_size: int = 500) -> float:
+        """Mean bits/dim of dequantized images (convention of :mod:`course_utils.metrics`).
+
+        Evaluated without gradients, ``batch_size`` images at a time, so a whole
+        held-out split fits in memory.
+        """
+        with torch.no_grad():
+            log_p = torch.cat([self.log_prob(b) for b in x.split(batch_size)])
+        return bits_per_dim(log_p, self.num_dims)
 
     def encode(self, x: Tensor) -> list[Tensor]:
         """Data → latents, one tensor per level (coarsest first)."""

@@ -453,9 +453,6 @@ def train_glow(
     optimizer, scheduler = make_optimizer(model, spec)
     held_out = dequantize(test_images[:eval_images], torch.Generator().manual_seed(1)).to(dev)
 
-    def eval_bpd(m: nn.Module) -> float:
-        return sum(m.bits_per_dim(b) * len(b) for b in held_out.split(500)) / len(held_out)
-
     history = train(
         model,
         lambda m, k: m.forward_kld(dequantize(k)),
@@ -466,7 +463,7 @@ def train_glow(
         scheduler=scheduler,
         device=dev,
         max_seconds=minutes * 60,
-        eval_fn=eval_bpd,
+        eval_fn=lambda m: m.bits_per_dim(held_out),
         checkpoint=checkpoint or glow_checkpoint_path(dataset, spec),
         resume=resume,
         progress=progress,
