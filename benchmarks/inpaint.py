@@ -1,0 +1,209 @@
+"""Benchmark of lesson 08: zero-shot inpainting with the Glow against simple baselines.
+
+On held-out digits (never seen in training), for every mask type, each method
+fills the hole and is scored by the PSNR of the hole only
+(:func:`course_utils.metrics.masked_psnr`, averaged over images), and timed per
+batch of 64 images.
+
+Methods:
+    * baselines: ``zero`` fill, ``mean`` training image, ``nn``: the training
+      digit nearest on the known pixels;
+    * flow: ``ascent`` (gradient ascent on log p over the hole, the classic
+      zero-shot method, started from the mean fill), ``latent`` (optimise the
+      latents with a data-consistency term, started from the mean fill's
+      encoding; half the steps, as each costs two passes), ``nn+ascent`` (the
+      same ascent started from the ``nn`` fill: the flow refines the best
+      baseline).
+
+Targets: on every mask type the best flow method's PSNR beats the best
+baseline's, and a batch of 64 inpaints in at most 10 s (every flow method).
+
+The model is the course's Glow of lesson 07, read from its checkpoint (trained
+with ``python -m course_utils.train glow --dataset mnist-9k --minutes 8`` when it
+is missing); the JSON names its dataset, steps and held-out bits/dim.
+
+Usage::
+
+    .venv/bin/python benchmarks/inpaint.py --out benchmarks/results/inpaint.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from course_utils import inpaint as ip
+from course_utils.config import seed_everything
+from course_utils.data import image_splits
+from course_utils.metrics import masked_psnr
+from course_utils.models import COURSE_RECIPE, load_glow
+from course_utils.train import glow_checkpoint_path, train_glow
+
+#: The mask types of the lesson, with their settings.
+MASKS = {
+    "squares": {"size": 10, "count": 2},
+    "noise": {"fraction": 0.6},
+    "centre": {"size": 12},
+    "left": {},
+    "right": {},
+    "top": {},
+    "bottom": {},
+}
+BASELINES = ("zero", "mean", "nn")
+FLOW_METHODS = ("ascent", "latent", "nn+ascent")
+TIME_LIMIT = 10.0
+
+
+def fill(method: str, model, x, mask, train, steps: int):
+    """One method's completions of a batch."""
+    if method == "zero":
+        return ip.zero_fill(x, mask)
+    if method == "mean":
+        return ip.mean_fill(x, mask, train)
+    if method == "nn":
+        return ip.nearest_neighbour_fill(x, mask, train)
+    if method == "ascent":
+        init = ip.mean_fill(x, mask, train)
+        return ip.pixel_inpaint(model, x, mask, steps=steps, init=init).images
+    if method == "latent":
+        init = ip.mean_fill(x, mask, train)
+        return ip.latent_inpaint(model, x, mask, steps=steps // 2, init=init).images
+    if method == "nn+ascent":
+        init = ip.nearest_neighbour_fill(x, mask, train)
+        return ip.pixel_inpaint(model, x, mask, steps=steps, init=init).images
+    raise ValueError(method)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--checkpoint", type=Path, default=None)
+    parser.add_argument("--dataset", default="mnist-9k")
+    parser.add_argument("--images", type=int, default=256, help="held-out images per mask type")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--masks", nargs="*", default=list(MASKS))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    path = args.checkpoint or glow_checkpoint_path(args.dataset, COURSE_RECIPE)
+    if not Path(path).exists():
+        print(f"no checkpoint at {path}: training the course Glow for 8 minutes first")
+        train_glow(args.dataset, minutes=8, checkpoint=path, progress=False)
+    model, state = load_glow(path)
+    train_u8, test_u8 = image_splits(state["extra"]["dataset"])
+    train, test = ip.to_unit(train_u8), ip.to_unit(test_u8[: args.images])
+    hist = state["history"]
+    model_info = {
+        "checkpoint": str(path),
+        "dataset": state["extra"]["dataset"],
+        "train_images": len(train_u8),
+        "steps": hist["steps"],
+        "train_seconds": hist["seconds"][-1] if hist["seconds"] else None,
+        "held_out_bpd": hist["eval"][-1] if hist["eval"] else None,
+    }
+    print(f"model: {model_info}")
+
+    rows = []
+    for kind in args.masks:
+        seed_everything(0)
+        masks = ip.make_masks(
+            kind, len(test), generator=torch.Generator().manual_seed(1), **MASKS[kind]
+        )
+        for method in BASELINES + FLOW_METHODS:
+            psnr, seconds = [], []
+            for xb, mb in zip(test.split(64), masks.split(64), strict=True):
+                start = time.perf_counter()
+                out = fill(method, model, xb, mb, train, args.steps)
+                seconds.append(time.perf_counter() - start)
+                assert torch.equal(out[~mb], xb[~mb]), "known pixels changed"
+                psnr.append(masked_psnr(out, xb, mb))
+            psnr = torch.cat(psnr)
+            row = {
+                "mask": kind,
+                "method": method,
+                "flow": method in FLOW_METHODS,
+                "psnr": float(psnr.mean()),
+                "psnr_sem": float(psnr.std() / len(psnr) ** 0.5),
+                "seconds_per_64": sum(seconds) / len(seconds),
+            }
+            rows.append(row)
+            print(
+                f"{kind:8s} {method:10s} {row['psnr']:6.2f} ± {row['psnr_sem']:.2f} dB "
+                f"{row['seconds_per_64']:6.2f} s",
+                flush=True,
+            )
+
+    summary = {}
+    for kind in args.masks:
+        mine = [r for r in rows if r["mask"] == kind]
+        best_flow = max((r for r in mine if r["flow"]), key=lambda r: r["psnr"])
+        best_base = max((r for r in mine if not r["flow"]), key=lambda r: r["psnr"])
+        summary[kind] = {
+            "best_flow": best_flow["method"],
+            "best_flow_psnr": best_flow["psnr"],
+            "best_baseline": best_base["method"],
+            "best_baseline_psnr": best_base["psnr"],
+            "flow_wins": best_flow["psnr"] > best_base["psnr"],
+        }
+    slowest = max(r["seconds_per_64"] for r in rows if r["flow"])
+    targets = {
+        "best_flow_beats_best_baseline_on_every_mask": all(
+            s["flow_wins"] for s in summary.values()
+        ),
+        "slowest_flow_method_seconds_per_64": slowest,
+        "batch_of_64_within_10_s": slowest <= TIME_LIMIT,
+    }
+    result = {
+        "model": model_info,
+        "images_per_mask": len(test),
+        "steps": args.steps,
+        "masks": {k: MASKS[k] for k in args.masks},
+        "rows": rows,
+        "summary": summary,
+        "targets": targets,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+
+    methods = BASELINES + FLOW_METHODS
+    lines = [
+        f"hole PSNR in dB (mean over {len(test)} held-out digits of {model_info['dataset']}; "
+        f"Glow trained {model_info['steps']} steps, {model_info['held_out_bpd']:.3f} bpd held out)",
+        f"{'mask':9s}" + "".join(f"{m:>11s}" for m in methods) + "   flow wins",
+    ]
+    for kind in args.masks:
+        vals = {r["method"]: r for r in rows if r["mask"] == kind}
+        lines.append(
+            f"{kind:9s}"
+            + "".join(f"{vals[m]['psnr']:11.2f}" for m in methods)
+            + f"   {summary[kind]['flow_wins']}"
+        )
+    lines.append(
+        f"{'s / 64':9s}"
+        + "".join(
+            f"{max(r['seconds_per_64'] for r in rows if r['method'] == m):11.2f}" for m in methods
+        )
+        + "   (slowest mask type)"
+    )
+    lines.append(
+        f"targets: flow beats baselines on every mask: "
+        f"{targets['best_flow_beats_best_baseline_on_every_mask']}; "
+        f"batch of 64 within {TIME_LIMIT:.0f} s: {targets['batch_of_64_within_10_s']} "
+        f"(torch {torch.__version__}, {torch.get_num_threads()} threads)"
+    )
+    table = "\n".join(lines)
+    print(table)
+    args.out.with_suffix(".txt").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

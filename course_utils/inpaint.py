@@ -1,0 +1,515 @@
+"""Zero-shot inpainting with a trained flow (lesson 08), and the baselines it must beat.
+
+A flow gives the exact log-density of any image, so it can fill in missing
+pixels without ever being trained to: keep the known pixels and the model
+fixed, and look for hole values the model finds likely.
+
+Conventions:
+    * ``images``: float ``(batch, C, H, W)`` in ``[0, 1]`` (8-bit images are
+      mapped to the centres of their bins, ``(k + 0.5) / 256``, by
+      :func:`to_unit`), the input the Glow of :mod:`course_utils.models` takes.
+    * ``mask``: boolean ``(batch, C, H, W)`` (or ``(batch, 1, H, W)``, broadcast
+      over channels), ``True`` where a pixel is **missing**. Every method
+      returns ``torch.where(mask, fill, images)``, so the known pixels come back
+      bit for bit.
+
+Methods:
+    * :func:`pixel_inpaint`: gradient ascent on ``log p(x_known + δ·M)`` over the
+      hole values ``δ`` (the classic zero-shot method), with Adam, clamped to
+      ``[0, 1]``.
+    * :func:`latent_inpaint`: optimise the latents ``z`` of ``x = f⁻¹(z)``, with
+      a data-consistency term on the known pixels and the Gaussian prior on ``z``.
+    * :func:`langevin_inpaint`: noisy gradient (Langevin) steps on the hole,
+      from random starts, which give several plausible fills for one image.
+
+Baselines: :func:`zero_fill`, :func:`mean_fill`, :func:`nearest_neighbour_fill`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+Tensor = torch.Tensor
+
+#: Mask kinds :func:`make_masks` draws.
+MASK_KINDS = ("squares", "noise", "centre", "left", "right", "top", "bottom")
+
+
+# ----------------------------------------------------------------------- masks
+
+
+def to_unit(images: Tensor) -> Tensor:
+    """8-bit images ``(batch, C, H, W)`` → float at their bins' centres ``(k + 0.5) / 256``.
+
+    >>> to_unit(torch.tensor([[[[0, 255]]]], dtype=torch.uint8)).tolist()
+    [[[[0.001953125, 0.998046875]]]]
+    """
+    if images.dtype != torch.uint8:
+        raise ValueError(f"images must be uint8 (0..255), got {images.dtype}")
+    return (images.float() + 0.5) / 256.0
+
+
+def make_masks(
+    kind: str,
+    n: int,
+    shape: tuple[int, int, int] = (1, 28, 28),
+    size: int = 12,
+    fraction: float = 0.5,
+    count: int = 2,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Draw ``n`` boolean masks (``True`` = missing) of one kind.
+
+    Args:
+        kind: one of :data:`MASK_KINDS`:
+            ``"squares"`` ``count`` squares of side ``size`` at random places;
+            ``"noise"`` each pixel missing with probability ``fraction``;
+            ``"centre"`` a centred square of side ``size``;
+            ``"left"``/``"right"``/``"top"``/``"bottom"`` that half of the image.
+        n: number of masks.
+        shape: ``(C, H, W)`` of the images; the mask covers every channel.
+        size: side of the squares, in pixels.
+        fraction: share of missing pixels of a noise mask, in ``(0, 1)``.
+        count: number of squares of a ``"squares"`` mask.
+        generator: seeds the random kinds.
+
+    Returns:
+        bool ``(n, C, H, W)``.
+
+    >>> make_masks("left", 1, (1, 2, 4)).int().tolist()
+    [[[[1, 1, 0, 0], [1, 1, 0, 0]]]]
+    """
+    if kind not in MASK_KINDS:
+        raise ValueError(f"unknown mask kind {kind!r}; choose one of {MASK_KINDS}")
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    c, h, w = shape
+    m = torch.zeros(n, 1, h, w, dtype=torch.bool)
+    if kind in ("squares", "centre") and not 1 <= size <= min(h, w):
+        raise ValueError(f"size must be between 1 and {min(h, w)}, got {size}")
+    if kind == "squares":
+        tops = torch.randint(0, h - size + 1, (n, count), generator=generator)
+        lefts = torch.randint(0, w - size + 1, (n, count), generator=generator)
+        for i in range(n):
+            for t, l in zip(tops[i].tolist(), lefts[i].tolist(), strict=True):
+                m[i, :, t : t + size, l : l + size] = True
+    elif kind == "noise":
+        if not 0 < fraction < 1:
+            raise ValueError(f"fraction must lie in (0, 1), got {fraction}")
+        m = torch.rand(n, 1, h, w, generator=generator) < fraction
+    elif kind == "centre":
+        t, l = (h - size) // 2, (w - size) // 2
+        m[:, :, t : t + size, l : l + size] = True
+    elif kind == "left":
+        m[..., : w // 2] = True
+    elif kind == "right":
+        m[..., w // 2 :] = True
+    elif kind == "top":
+        m[:, :, : h // 2] = True
+    else:
+        m[:, :, h // 2 :] = True
+    return m.expand(n, c, h, w).clone()
+
+
+def check_inputs(images: Tensor, mask: Tensor) -> Tensor:
+    """Validate an inpainting problem and return the mask as bool ``(batch, C, H, W)``.
+
+    Args:
+        images: float ``(batch, C, H, W)`` in ``[0, 1]``.
+        mask: bool or 0/1 tensor of the same shape (or with one channel),
+            ``True``/1 where pixels are missing.
+
+    Raises:
+        ValueError: shapes differ, the mask is not boolean or 0/1, nothing or
+            everything is masked in some image, or the image holds NaN/inf or
+            values outside ``[0, 1]``.
+    """
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must have shape (batch, C, H, W), got {got}")
+    if not isinstance(mask, torch.Tensor):
+        raise ValueError(f"mask must be a tensor, got {type(mask).__name__}")
+    if mask.ndim == 3:
+        mask = mask[:, None]
+    b, c, h, w = images.shape
+    if mask.ndim != 4 or mask.shape[0] != b or mask.shape[2:] != images.shape[2:]:
+        raise ValueError(
+            f"mask must have the images' shape {tuple(images.shape)} "
+            f"(or (batch, 1, H, W)), got {tuple(mask.shape)}"
+        )
+    if mask.shape[1] not in (1, c):
+        raise ValueError(f"mask must have 1 or {c} channels, got {mask.shape[1]}")
+    if mask.dtype != torch.bool:
+        if mask.is_floating_point() and not torch.isfinite(mask).all():
+            raise ValueError("mask contains NaN or inf; it must be boolean or 0/1")
+        if not ((mask == 0) | (mask == 1)).all():
+            raise ValueError(
+                "mask must be boolean or hold only 0 and 1 (1 = missing), got values "
+                f"{torch.unique(mask)[:5].tolist()}"
+            )
+        mask = mask == 1
+    mask = mask.expand(b, c, h, w)
+    if not images.is_floating_point():
+        raise ValueError(
+            f"images must be float in [0, 1], got {images.dtype}; map uint8 with to_unit()"
+        )
+    if not torch.isfinite(images).all():
+        raise ValueError("images contain NaN or inf values")
+    if images.min() < 0 or images.max() > 1:
+        raise ValueError(
+            f"images must lie in [0, 1], got values in "
+            f"[{images.min().item():.3g}, {images.max().item():.3g}]"
+        )
+    missing = mask.flatten(1).sum(1)
+    if (missing == 0).any():
+        i = int((missing == 0).nonzero()[0])
+        raise ValueError(f"nothing is masked in image {i}: there is nothing to inpaint")
+    if (missing == c * h * w).any():
+        i = int((missing == c * h * w).nonzero()[0])
+        raise ValueError(
+            f"everything is masked in image {i}: with no known pixel this is sampling, "
+            "not inpainting (use model.sample)"
+        )
+    return mask.clone()
+
+
+# ------------------------------------------------------------------- baselines
+
+
+def zero_fill(images: Tensor, mask: Tensor) -> Tensor:
+    """Fill the hole with 0 (black)."""
+    mask = check_inputs(images, mask)
+    return images.masked_fill(mask, 0.0)
+
+
+def mean_fill(images: Tensor, mask: Tensor, train_images: Tensor) -> Tensor:
+    """Fill the hole with the mean training image's pixels.
+
+    Args:
+        images: float ``(batch, C, H, W)`` in ``[0, 1]``.
+        mask: ``True`` where missing.
+        train_images: float ``(N, C, H, W)`` in ``[0, 1]``.
+    """
+    mask = check_inputs(images, mask)
+    _check_train(train_images, images)
+    mean = train_images.mean(0, keepdim=True).to(images)
+    return torch.where(mask, mean.expand_as(images), images)
+
+
+def nearest_neighbour_fill(
+    images: Tensor, mask: Tensor, train_images: Tensor, chunk: int = 4096
+) -> Tensor:
+    """Copy the hole from the training image closest on the known pixels.
+
+    The distance is the squared error over the pixels each query knows, so every
+    image has its own metric; it is computed as
+    ``Σ k·x² − 2 Σ k·x·t + Σ k·t²`` with matrix products (``k`` = known).
+
+    Args:
+        images: float ``(batch, C, H, W)`` in ``[0, 1]``.
+        mask: ``True`` where missing.
+        train_images: float ``(N, C, H, W)`` in ``[0, 1]``, the pool to copy from.
+        chunk: training images per matrix product (bounds memory).
+    """
+    mask = check_inputs(images, mask)
+    _check_train(train_images, images)
+    known = (~mask).flatten(1).to(images.dtype)
+    x = images.flatten(1) * known
+    best = torch.full((len(images),), float("inf"))
+    best_idx = torch.zeros(len(images), dtype=torch.long)
+    for start in range(0, len(train_images), chunk):
+        t = train_images[start : start + chunk].flatten(1).to(images)
+        d = (x * x).sum(1, keepdim=True) - 2 * x @ t.T + known @ (t * t).T
+        value, idx = d.min(1)
+        better = value < best
+        best = torch.where(better, value, best)
+        best_idx = torch.where(better, idx + start, best_idx)
+    neighbours = train_images[best_idx].to(images)
+    return torch.where(mask, neighbours, images)
+
+
+def _check_train(train_images: Tensor, images: Tensor) -> None:
+    if (
+        not isinstance(train_images, torch.Tensor)
+        or train_images.ndim != 4
+        or train_images.shape[1:] != images.shape[1:]
+    ):
+        got = (
+            tuple(train_images.shape)
+            if isinstance(train_images, torch.Tensor)
+            else type(train_images).__name__
+        )
+        raise ValueError(
+            f"train_images must have shape (N, {', '.join(map(str, images.shape[1:]))}), got {got}"
+        )
+    if not train_images.is_floating_point():
+        raise ValueError("train_images must be float in [0, 1]; map uint8 with to_unit()")
+
+
+# ----------------------------------------------------------------- flow methods
+
+
+@dataclass
+class InpaintResult:
+    """What a flow method returns.
+
+    Attributes:
+        images: ``(batch, C, H, W)`` completed images; known pixels unchanged.
+        log_prob: ``(steps + 1, batch)`` log p of the current completion in nats,
+            before the first step and after each step.
+        seconds: wall-clock time of the optimisation.
+    """
+
+    images: Tensor
+    log_prob: Tensor
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def _frozen(model: nn.Module) -> Callable[[], None]:
+    """Freeze ``model`` (eval mode, no parameter gradients); return a function that restores it."""
+    was_training = model.training
+    flags = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+    def restore() -> None:
+        for p, f in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(f)
+        model.train(was_training)
+
+    return restore
+
+
+def _init_hole(images: Tensor, init: str | Tensor, generator: torch.Generator | None) -> Tensor:
+    if isinstance(init, torch.Tensor):
+        if init.shape != images.shape:
+            raise ValueError(
+                f"init must have the images' shape {tuple(images.shape)}, got {tuple(init.shape)}"
+            )
+        return init.detach().to(images).clamp(0, 1)
+    if init == "zero":
+        return torch.zeros_like(images)
+    if init == "uniform":
+        return torch.rand(images.shape, generator=generator).to(images)
+    raise ValueError(f"init must be 'zero', 'uniform' or an image tensor, got {init!r}")
+
+
+# The hole is optimised through θ with x = (sigmoid(θ) − a) / (1 − 2a), clamped to
+# [0, 1]: the same logit coordinates the Glow itself works in. Plain steps on x
+# are unstable: a flow's log-density is steep in pixel space (lesson 08 shows it).
+_A = 0.05
+
+
+def _to_theta(u: Tensor) -> Tensor:
+    v = _A + (1 - 2 * _A) * u.clamp(0, 1)
+    return torch.log(v) - torch.log1p(-v)
+
+
+def _from_theta(theta: Tensor) -> Tensor:
+    return ((torch.sigmoid(theta) - _A) / (1 - 2 * _A)).clamp(0, 1)
+
+
+def _check_steps(steps: int, lr: float) -> None:
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+
+
+def pixel_inpaint(
+    model: nn.Module,
+    images: Tensor,
+    mask: Tensor,
+    steps: int = 60,
+    lr: float = 0.05,
+    init: str | Tensor = "zero",
+    noise: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> InpaintResult:
+    """Maximise ``log p(x_known + δ·M)`` over the hole values δ (gradient ascent).
+
+    The model and the known pixels are frozen; the hole is the only parameter.
+    Adam takes ``steps`` steps on the summed log-density of the batch (each
+    image's hole only affects its own term). The hole lives in logit
+    coordinates, ``δ = (sigmoid(θ) − a) / (1 − 2a)`` clamped to ``[0, 1]`` with
+    ``a = 0.05``, so it always stays in the model's input range.
+
+    With ``noise > 0`` Gaussian noise of scale ``noise · (1 − k / steps)`` is added
+    to θ after step ``k`` (noisy gradient ascent, annealed to zero): different
+    seeds then end in different completions (see :func:`stochastic_inpaint`).
+
+    Args:
+        model: a flow with ``log_prob(x) -> (batch,)`` on ``[0, 1]`` images
+            (e.g. :class:`course_utils.models.Glow`).
+        images: float ``(batch, C, H, W)`` in ``[0, 1]``.
+        mask: ``True`` where pixels are missing (see :func:`check_inputs`).
+        steps: Adam steps.
+        lr: Adam's learning rate, in logit units.
+        init: the hole's start: ``"zero"``, ``"uniform"`` or an image tensor
+            (e.g. a baseline's fill).
+        noise: initial scale of the noise added to θ at each step.
+        generator: seeds a ``"uniform"`` start and the noise.
+
+    Returns:
+        :class:`InpaintResult` with the completions and the log p trace.
+    """
+    import time
+
+    mask = check_inputs(images, mask)
+    _check_steps(steps, lr)
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    restore = _frozen(model)
+    start = time.perf_counter()
+    try:
+        theta = _to_theta(_init_hole(images, init, generator)).requires_grad_(True)
+        opt = torch.optim.Adam([theta], lr=lr)
+        trace = []
+        for step in range(steps + 1):
+            log_p = model.log_prob(torch.where(mask, _from_theta(theta), images))
+            trace.append(log_p.detach())
+            if step == steps:
+                break
+            opt.zero_grad(set_to_none=True)
+            (-log_p.sum()).backward()
+            opt.step()
+            if noise > 0:
+                with torch.no_grad():
+                    scale = noise * (1 - step / steps)
+                    theta += scale * torch.randn(theta.shape, generator=generator)
+        out = torch.where(mask, _from_theta(theta.detach()), images)
+    finally:
+        restore()
+    return InpaintResult(out, torch.stack(trace), time.perf_counter() - start)
+
+
+def stochastic_inpaint(
+    model: nn.Module,
+    image: Tensor,
+    mask: Tensor,
+    n: int = 8,
+    steps: int = 60,
+    lr: float = 0.05,
+    noise: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> InpaintResult:
+    """Several plausible completions of one image: noisy ascent from random starts.
+
+    Each of the ``n`` copies starts from uniform noise in the hole and follows
+    :func:`pixel_inpaint` with annealed noise, so they settle in different
+    high-likelihood fills. Their spread shows how uncertain the hole is.
+
+    Args:
+        model: the flow.
+        image: float ``(1, C, H, W)`` or ``(C, H, W)`` in ``[0, 1]``.
+        mask: its mask, same shape (``True`` = missing).
+        n: number of completions.
+        steps, lr, noise: as in :func:`pixel_inpaint`.
+        generator: seeds the starts and the noise.
+
+    Returns:
+        :class:`InpaintResult` with ``images`` of shape ``(n, C, H, W)``.
+    """
+    if image.ndim == 3:
+        image = image[None]
+    if mask.ndim == 3:
+        mask = mask[None]
+    if image.ndim != 4 or len(image) != 1:
+        raise ValueError(f"image must be one image (1, C, H, W), got {tuple(image.shape)}")
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    mask = check_inputs(image, mask)
+    return pixel_inpaint(
+        model,
+        image.expand(n, *image.shape[1:]),
+        mask.expand(n, *mask.shape[1:]),
+        steps=steps,
+        lr=lr,
+        init="uniform",
+        noise=noise,
+        generator=generator,
+    )
+
+
+def latent_inpaint(
+    model: nn.Module,
+    images: Tensor,
+    mask: Tensor,
+    steps: int = 30,
+    lr: float = 0.01,
+    sigma: float = 0.1,
+    init: str | Tensor = "zero",
+    generator: torch.Generator | None = None,
+) -> InpaintResult:
+    """Optimise the latents: ``min_z ‖(1 − M)(f⁻¹(z) − x)‖² / 2σ² + ‖z‖² / 2``.
+
+    The image is generated from its latents ``z`` (one tensor per level, see
+    :meth:`course_utils.models.Glow.decode`); the first term keeps the known
+    pixels (data consistency, a Gaussian observation model of scale σ), the
+    second is the standard-normal prior on ``z``. The start is the encoding of
+    ``init``. A step that makes an image's decoding non-finite is undone for that
+    image and the learning rate halved: a Glow's inverse can blow up far from
+    the data (lesson 09 is about that).
+
+    Args:
+        model: a :class:`course_utils.models.Glow` (``encode``/``decode``/``log_prob``).
+        images: float ``(batch, C, H, W)`` in ``[0, 1]``.
+        mask: ``True`` where pixels are missing.
+        steps: Adam steps.
+        lr: Adam's learning rate in latent units.
+        sigma: scale of the data-consistency term, in pixel units.
+        init: the image whose encoding starts the search (as in :func:`pixel_inpaint`).
+        generator: seeds a ``"uniform"`` start.
+
+    Returns:
+        :class:`InpaintResult`; ``log_prob`` traces log p of the completion.
+    """
+    import time
+
+    mask = check_inputs(images, mask)
+    _check_steps(steps, lr)
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    known = (~mask).to(images.dtype)
+    restore = _frozen(model)
+    start = time.perf_counter()
+    try:
+        x0 = torch.where(mask, _init_hole(images, init, generator), images)
+        with torch.no_grad():
+            z = [t.detach().clone().requires_grad_(True) for t in model.encode(x0)]
+        opt = torch.optim.Adam(z, lr=lr)
+        best = x0.clone()
+        z_good = [t.detach().clone() for t in z]
+        trace = []
+        for step in range(steps + 1):
+            x = model.decode(z)
+            ok = torch.isfinite(x.flatten(1)).all(1)
+            if not ok.all():  # undo the last step for these images, and slow down
+                with torch.no_grad():
+                    for t, g in zip(z, z_good, strict=True):
+                        t[~ok] = g[~ok]
+                for group in opt.param_groups:
+                    group["lr"] *= 0.5
+                x = model.decode(z)
+                ok = torch.isfinite(x.flatten(1)).all(1)
+            with torch.no_grad():
+                best[ok] = torch.where(mask[ok], x[ok].clamp(0, 1), images[ok])
+                trace.append(model.log_prob(best))
+                z_good = [t.detach().clone() for t in z]
+            if step == steps:
+                break
+            cons = ((x - images) ** 2 * known).flatten(1).sum(1) / (2 * sigma**2)
+            prior = sum(0.5 * (t**2).flatten(1).sum(1) for t in z)
+            opt.zero_grad(set_to_none=True)
+            torch.nan_to_num(cons + prior, nan=0.0, posinf=0.0).sum().backward()
+            opt.step()
+        out = best
+    finally:
+        restore()
+    return InpaintResult(out, torch.stack(trace), time.perf_counter() - start)

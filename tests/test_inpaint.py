@@ -1,0 +1,225 @@
+"""Inpainting (lesson 08): masks, validation, baselines, the flow methods, hole metrics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from course_utils import inpaint as ip
+from course_utils.metrics import MSE_FLOOR, masked_mse, masked_psnr
+from course_utils.models import Glow
+
+pytestmark = pytest.mark.usefixtures("rng")
+
+
+@pytest.fixture(scope="module")
+def model() -> Glow:
+    torch.manual_seed(0)
+    m = Glow(levels=2, blocks=1, hidden=8, logit_alpha=0.05)
+    with torch.no_grad():  # ActNorm initialises itself on its first batch
+        m.log_prob(torch.rand(16, 1, 28, 28))
+    return m.eval()
+
+
+def digits(n: int = 4) -> torch.Tensor:
+    """Digit-like images: a bright bar on black, in [0, 1]."""
+    x = torch.zeros(n, 1, 28, 28)
+    for i in range(n):
+        x[i, 0, 6:22, 10 + i : 14 + i] = 0.9
+    return x + 0.01
+
+
+# ----------------------------------------------------------------------- masks
+
+
+@pytest.mark.parametrize("kind", ip.MASK_KINDS)
+def test_masks_are_boolean_per_channel_and_partial(kind):
+    m = ip.make_masks(kind, 5, (3, 28, 28), generator=torch.Generator().manual_seed(0))
+    assert m.dtype == torch.bool and m.shape == (5, 3, 28, 28)
+    assert torch.equal(m[:, 0], m[:, 2])  # a missing pixel is missing in every channel
+    frac = m.float().flatten(1).mean(1)
+    assert ((frac > 0) & (frac < 1)).all()
+
+
+def test_mask_geometry():
+    halves = {k: ip.make_masks(k, 1)[0, 0] for k in ("left", "right", "top", "bottom")}
+    assert torch.equal(halves["left"] ^ halves["right"], torch.ones(28, 28, dtype=torch.bool))
+    assert torch.equal(halves["top"], halves["left"].T)
+    assert halves["left"][:, :14].all() and not halves["left"][:, 14:].any()
+    centre = ip.make_masks("centre", 1, size=12)[0, 0]
+    assert centre.sum() == 144 and centre[8:20, 8:20].all()
+    noise = ip.make_masks("noise", 200, fraction=0.3, generator=torch.Generator().manual_seed(0))
+    assert abs(noise.float().mean().item() - 0.3) < 0.01
+    one = ip.make_masks("squares", 50, size=5, count=1, generator=torch.Generator().manual_seed(0))
+    assert (one.flatten(1).sum(1) == 25).all()  # one 5×5 square each
+    two = ip.make_masks("squares", 50, size=5, count=2, generator=torch.Generator().manual_seed(0))
+    assert (two.flatten(1).sum(1) > 25).any()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"kind": "circle"}, "unknown mask kind"),
+        ({"kind": "noise", "fraction": 1.0}, "fraction"),
+        ({"kind": "centre", "size": 40}, "size"),
+        ({"kind": "left", "n": 0}, "n must be"),
+    ],
+)
+def test_bad_mask_requests(kwargs, match):
+    args = {"n": 2, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        ip.make_masks(**args)
+
+
+# ------------------------------------------------------------------ validation
+
+GOOD_MASK = ip.make_masks("centre", 4, size=8)
+
+
+@pytest.mark.parametrize(
+    "images, mask, match",
+    [
+        (digits()[:, 0], GOOD_MASK, "images must have shape"),
+        (digits(), GOOD_MASK[:, :, :20], "mask must have the images' shape"),
+        (digits(), GOOD_MASK[:3], "mask must have the images' shape"),
+        (digits(), GOOD_MASK.float() * 2, "only 0 and 1"),
+        (digits(), torch.full((4, 1, 28, 28), float("nan")), "NaN"),
+        (digits(), torch.zeros(4, 1, 28, 28, dtype=torch.bool), "nothing is masked in image 0"),
+        (digits(), torch.ones(4, 1, 28, 28, dtype=torch.bool), "everything is masked"),
+        (digits().index_put_((torch.tensor([1]),), torch.tensor(math.nan)), GOOD_MASK, "NaN"),
+        (digits() * 3, GOOD_MASK, r"\[0, 1\]"),
+        ((digits() * 255).to(torch.uint8), GOOD_MASK, "to_unit"),
+        (digits(), [[True]], "mask must be a tensor"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(images, mask, match, model):
+    with pytest.raises(ValueError, match=match):
+        ip.check_inputs(images, mask)
+    with pytest.raises(ValueError, match=match):  # every method validates the same way
+        ip.pixel_inpaint(model, images, mask, steps=1)
+
+
+def test_zero_one_masks_and_one_channel_masks_are_accepted():
+    x = torch.rand(2, 3, 28, 28)
+    m = ip.make_masks("top", 2, (1, 28, 28))
+    got = ip.check_inputs(x, m.int())
+    assert got.dtype == torch.bool and got.shape == (2, 3, 28, 28)
+    assert torch.equal(got[:, 1], m[:, 0])
+
+
+# ------------------------------------------------------------------- baselines
+
+
+def test_zero_and_mean_fill():
+    x, m = digits(), GOOD_MASK
+    train = torch.rand(10, 1, 28, 28)
+    z = ip.zero_fill(x, m)
+    assert (z[m] == 0).all() and torch.equal(z[~m], x[~m])
+    f = ip.mean_fill(x, m, train)
+    mean = train.mean(0).expand_as(x)
+    assert torch.allclose(f[m], mean[m]) and torch.equal(f[~m], x[~m])
+
+
+def test_nearest_neighbour_matches_brute_force_on_known_pixels_only():
+    train = torch.rand(300, 1, 28, 28)
+    x = torch.rand(6, 1, 28, 28)
+    m = ip.make_masks("noise", 6, fraction=0.5, generator=torch.Generator().manual_seed(3))
+    got = ip.nearest_neighbour_fill(x, m, train, chunk=64)  # several chunks
+    for i in range(6):
+        k = ~m[i]
+        d = torch.stack([((x[i] - t)[k] ** 2).sum() for t in train])
+        j = int(d.argmin())
+        assert torch.allclose(got[i][m[i]], train[j][m[i]])
+    # A query that agrees with one training image on its known pixels gets that image's hole.
+    x2 = train[[5]].clone()
+    m2 = ip.make_masks("left", 1)
+    x2[m2] = 0.0
+    assert torch.allclose(ip.nearest_neighbour_fill(x2, m2, train)[m2], train[5][m2[0]])
+
+
+def test_baselines_check_the_training_pool():
+    with pytest.raises(ValueError, match="train_images must have shape"):
+        ip.mean_fill(digits(), GOOD_MASK, torch.rand(5, 1, 14, 14))
+    with pytest.raises(ValueError, match="to_unit"):
+        ip.nearest_neighbour_fill(digits(), GOOD_MASK, torch.zeros(5, 1, 28, 28, dtype=torch.uint8))
+
+
+# ---------------------------------------------------------------- flow methods
+
+
+def test_pixel_ascent_changes_only_the_hole_and_raises_the_likelihood(model):
+    x, m = digits(), ip.make_masks("centre", 4, size=10)
+    res = ip.pixel_inpaint(model, x, m, steps=15, lr=0.1, init="zero")
+    assert torch.equal(res.images[~m], x[~m])  # known pixels bit for bit
+    assert not torch.equal(res.images[m], ip.zero_fill(x, m)[m])  # the hole moved
+    assert res.images.min() >= 0 and res.images.max() <= 1
+    assert res.log_prob.shape == (16, 4)
+    with torch.no_grad():
+        zero_filled = model.log_prob(ip.zero_fill(x, m))
+        final = model.log_prob(res.images)
+    # The trace starts at the zero-filled input and is the model's own log p.
+    assert torch.allclose(res.log_prob[0], zero_filled, rtol=1e-5, atol=1e-3)
+    assert torch.allclose(res.log_prob[-1], final, rtol=1e-5, atol=1e-3)
+    assert (final > zero_filled).all()
+
+
+def test_the_model_is_left_as_it_was(model):
+    flags = [p.requires_grad for p in model.parameters()]
+    model.train()
+    ip.pixel_inpaint(model, digits(), GOOD_MASK, steps=2)
+    assert model.training and [p.requires_grad for p in model.parameters()] == flags
+    assert all(p.grad is None for p in model.parameters())
+    model.eval()
+
+
+def test_pixel_ascent_from_a_given_fill(model):
+    x, m = digits(), GOOD_MASK
+    init = ip.mean_fill(x, m, torch.rand(8, 1, 28, 28))
+    res = ip.pixel_inpaint(model, x, m, steps=0, init=init)
+    assert torch.allclose(res.images, init, atol=1e-5)  # zero steps: the start itself
+    with pytest.raises(ValueError, match="init must have the images' shape"):
+        ip.pixel_inpaint(model, x, m, steps=1, init=init[:2])
+    with pytest.raises(ValueError, match="steps"):
+        ip.pixel_inpaint(model, x, m, steps=-1)
+
+
+def test_stochastic_completions_differ_and_keep_the_known_pixels(model):
+    x, m = digits(1), ip.make_masks("right", 1)
+    res = ip.stochastic_inpaint(model, x[0], m[0], n=4, steps=10, generator=torch.Generator())
+    assert res.images.shape == (4, 1, 28, 28)
+    known = ~m.expand(4, -1, -1, -1)
+    assert torch.equal(res.images[known], x.expand(4, -1, -1, -1)[known])
+    spread = res.images[:, m[0]].std(0).mean()
+    assert spread > 0.01  # several different fills, not one
+    with pytest.raises(ValueError, match="one image"):
+        ip.stochastic_inpaint(model, x.expand(2, -1, -1, -1), m.expand(2, -1, -1, -1))
+
+
+def test_latent_optimisation_keeps_the_known_pixels_and_stays_finite(model):
+    x, m = digits(), ip.make_masks("bottom", 4)
+    res = ip.latent_inpaint(model, x, m, steps=5)
+    assert torch.equal(res.images[~m], x[~m])
+    assert torch.isfinite(res.images).all() and torch.isfinite(res.log_prob).all()
+    assert res.log_prob.shape == (6, 4)
+    with pytest.raises(ValueError, match="sigma"):
+        ip.latent_inpaint(model, x, m, sigma=0.0)
+
+
+# --------------------------------------------------------------------- metrics
+
+
+def test_masked_mse_and_psnr_by_hand():
+    target = torch.zeros(2, 1, 2, 2)
+    pred = torch.tensor([[[[0.5, 1.0], [0.0, 0.0]]], [[[0.1, 0.1], [0.1, 0.1]]]])
+    mask = torch.tensor([[[[True, False], [True, False]]]]).expand(2, -1, -1, -1)
+    mse = masked_mse(pred, target, mask)
+    assert torch.allclose(mse, torch.tensor([0.125, 0.01]))  # the 1.0 is outside the hole
+    assert torch.allclose(masked_psnr(pred, target, mask), -10 * torch.log10(mse))
+    perfect = masked_psnr(target, target, mask)
+    assert torch.allclose(perfect, torch.tensor(-10 * math.log10(MSE_FLOOR)))
+    with pytest.raises(ValueError, match="same shape"):
+        masked_mse(pred[:1], target, mask)
+    with pytest.raises(ValueError, match="empty"):
+        masked_mse(pred, target, torch.zeros_like(mask))
