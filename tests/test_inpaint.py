@@ -197,12 +197,31 @@ def test_stochastic_completions_differ_and_keep_the_known_pixels(model):
         ip.stochastic_inpaint(model, x.expand(2, -1, -1, -1), m.expand(2, -1, -1, -1))
 
 
+def test_stochastic_starts_come_from_the_nearest_training_images(model):
+    x, m = digits(1), ip.make_masks("right", 1)
+    pool = torch.rand(60, 1, 28, 28) * 0.5
+    pool[:16] = x + 0.02 * torch.rand(16, 1, 28, 28)  # 16 close cousins of the image
+    pool[:16, :, :, 14:] = torch.rand(16, 1, 28, 14)  # with different right halves
+    res = ip.stochastic_inpaint(model, x, m, n=4, train_images=pool.clamp(0, 1), steps=2)
+    starts = res.extra["starts"]
+    hole = m.expand(4, -1, -1, -1)
+    cousins = pool[:16].clamp(0, 1)[:, m[0]]
+    for s in starts[hole].view(4, -1):  # each start is one of the 4n = 16 nearest: a cousin here
+        assert torch.isclose(cousins, s).all(1).any()
+    assert len({tuple(s.tolist()) for s in starts[hole].view(4, -1)}) == 4
+    with pytest.raises(ValueError, match="fewer than n"):
+        ip.stochastic_inpaint(model, x, m, n=4, train_images=pool[:3])
+
+
 def test_latent_optimisation_keeps_the_known_pixels_and_stays_finite(model):
     x, m = digits(), ip.make_masks("bottom", 4)
-    res = ip.latent_inpaint(model, x, m, steps=5)
+    res = ip.latent_inpaint(model, x, m, steps=5, trace_every=1)
     assert torch.equal(res.images[~m], x[~m])
     assert torch.isfinite(res.images).all() and torch.isfinite(res.log_prob).all()
     assert res.log_prob.shape == (6, 4)
+    with torch.no_grad():
+        assert torch.allclose(res.log_prob[-1], model.log_prob(res.images), rtol=1e-5, atol=1e-3)
+    assert ip.latent_inpaint(model, x, m, steps=2).log_prob.shape == (1, 4)
     with pytest.raises(ValueError, match="sigma"):
         ip.latent_inpaint(model, x, m, sigma=0.0)
 
@@ -223,3 +242,24 @@ def test_masked_mse_and_psnr_by_hand():
         masked_mse(pred[:1], target, mask)
     with pytest.raises(ValueError, match="empty"):
         masked_mse(pred, target, torch.zeros_like(mask))
+
+
+# ----------------------------------------------------------------------- panel
+
+
+def test_inpaint_panel_redraws_on_the_button_only(model):
+    from course_utils.widgets import inpaint_figure, inpaint_panel
+
+    images, train = digits(4), torch.rand(20, 1, 28, 28)
+    fig = inpaint_figure(model, images, train, index=1, kind="noise", size=14, steps=2)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "masked" and titles[4] == "original" and "dB" in titles[1]
+    p = inpaint_panel(model, images, train)
+    assert p.runs == 1 and p.button is not None
+    first = p.last_figure
+    p.controls["kind"].value = "top"
+    p.controls["steps"].value = 0
+    assert p.runs == 1  # moving a control does not recompute
+    p.button.click()
+    assert p.runs == 2 and p.last_figure is not first
+    assert p.last_figure.axes[5].lines[0].get_xdata().tolist() == [0]  # 0 steps: one point
