@@ -309,11 +309,13 @@ def score_histograms(
     title: str | None = None,
     bins: int = 60,
     xlim: tuple[float, float] | None = None,
+    ymax: float | None = None,
 ) -> Figure:
     """Overlaid histograms (as densities) of one score on several image sets.
 
-    Values outside ``xlim`` are not drawn; the legend then says how many of
-    each set fell outside, so nothing disappears silently.
+    Values outside ``xlim`` are not drawn, and a narrow peak may rise above
+    ``ymax``; the legend then says so for that set, so nothing disappears
+    silently.
 
     Args:
         scores: set name → ``(n,)`` scores; the first set is drawn filled (the
@@ -322,6 +324,8 @@ def score_histograms(
         xlabel, title: axis text.
         bins: number of bins across the shown range.
         xlim: the range shown (default: all values).
+        ymax: the top of the density axis (default: the highest peak), e.g. to
+            keep a broad histogram readable next to a spike.
 
     Returns:
         The figure.
@@ -335,18 +339,27 @@ def score_histograms(
         fig = ax.figure
     lo = min(a.min() for a in arrays.values()) if xlim is None else xlim[0]
     hi = max(a.max() for a in arrays.values()) if xlim is None else xlim[1]
+    if not hi > lo:  # one value in every set: give the bins a width
+        lo, hi = lo - 0.5, hi + 0.5
     edges = np.linspace(lo, hi, bins + 1)
     for k, (name, a) in enumerate(arrays.items()):
         inside = a[(a >= lo) & (a <= hi)]
-        label = f"{name} (mean {a.mean():.2f})"
+        # each bar is a fraction of the whole set, also when some values are off the axis
+        weights = np.full(len(inside), 1.0 / (len(a) * (edges[1] - edges[0])))
+        notes = []
         if len(inside) < len(a):
-            label += f", {len(a) - len(inside)} off the axis"
+            notes.append(f"{len(a) - len(inside)} off the axis")
+        if ymax is not None and np.histogram(inside, edges, weights=weights)[0].max() > ymax:
+            notes.append("peak above the axis")
+        label = f"{name} (mean {a.mean():.2f})" + "".join(f", {n}" for n in notes)
         color = PALETTE[k % len(PALETTE)]
         if k == 0:
-            ax.hist(inside, edges, density=True, color=color, alpha=0.35, label=label)
+            ax.hist(inside, edges, weights=weights, color=color, alpha=0.35, label=label)
         else:
-            ax.hist(inside, edges, density=True, histtype="step", color=color, lw=2, label=label)
+            ax.hist(inside, edges, weights=weights, histtype="step", color=color, lw=2, label=label)
     ax.set(xlabel=xlabel, ylabel="density of images", xlim=(lo, hi))
+    if ymax is not None:
+        ax.set_ylim(0, ymax)
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -381,7 +394,7 @@ def roc_plot(
         ax.plot(fpr, tpr, color=PALETTE[k % len(PALETTE)], lw=2, label=f"{name}: AUC {auc:.3f}")
     ax.plot([0, 1], [0, 1], ":", color="0.5", lw=1.2, label="chance: AUC 0.5")
     ax.set(
-        xlabel="false positive rate\n(in-distribution images flagged)",
+        xlabel="false positive rate (normal images flagged)",
         ylabel="true positive rate (OOD images flagged)",
         xlim=(0, 1),
         ylim=(0, 1),
@@ -390,5 +403,5 @@ def roc_plot(
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    ax.legend(frameon=False, fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.13))
     return fig

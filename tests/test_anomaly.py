@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from matplotlib.patches import Rectangle
 from sklearn import metrics
 
 from course_utils.anomaly import (
@@ -207,9 +208,18 @@ def test_auc_table_is_aligned() -> None:
 
 def test_figures_draw_and_label() -> None:
     a, b = torch.randn(100), torch.randn(100) + 1
-    fig = score_histograms({"in": a, "out": b}, xlim=(-1.0, 5.0), title="t")
-    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert "off the axis" in labels[0] and "off the axis" in labels[1]  # both have tails < -1
+    spike = torch.full((50,), 2.0)
+    fig = score_histograms({"in": a, "out": b, "spike": spike}, xlim=(-1.0, 5.0), ymax=1.0)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    outside = int((a < -1).sum())
+    assert labels[0] == f"in (mean {a.mean():.2f}), {outside} off the axis"
+    assert labels[2] == "spike (mean 2.00), peak above the axis"
+    # the filled bars are densities of the whole set: their area is the fraction on the axis
+    bars = [p for p in ax.patches if isinstance(p, Rectangle)]  # the outlines are polygons
+    area = sum(p.get_height() * p.get_width() for p in bars)
+    assert area == pytest.approx(1 - outside / 100, abs=1e-9)
+    assert ax.get_ylim() == (0.0, 1.0)
     plt.close(fig)
     fig = roc_plot({"score": (a, b)})
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
