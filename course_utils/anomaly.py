@@ -13,6 +13,9 @@ Scores, all per image and in bits per dimension:
   (the DEFLATE coder inside PNG), a generic measure of input complexity;
 - :func:`complexity_corrected`: bits/dim minus that complexity, the score of
   Serrà et al. (2020), a likelihood ratio against a universal compressor;
+- :func:`pixel_bits_per_dim`: bits/dim under a per-pixel histogram model
+  (:func:`fit_pixel_model`), a baseline with no spatial structure for a
+  likelihood ratio against a simpler model;
 - :func:`typicality`: the distance of the bits/dim (of one image or the mean of
   a group of images) from the training set's mean, after Nalisnick et al. (2019b).
 """
@@ -141,6 +144,59 @@ def complexity_corrected(bpd: ArrayLike, complexity: ArrayLike) -> torch.Tensor:
     if a.shape != b.shape:
         raise ValueError(f"complexity must have the shape of bpd {a.shape}, got {b.shape}")
     return torch.from_numpy(a - b).float()
+
+
+def fit_pixel_model(images: torch.Tensor | np.ndarray, alpha: float = 1.0) -> torch.Tensor:
+    """A baseline with no spatial structure: an independent 256-way histogram per pixel.
+
+    Each pixel position gets its own categorical distribution over the 256
+    intensities, estimated from counts with add-``alpha`` (Laplace) smoothing
+    so that no value has probability zero. It knows how bright each position
+    tends to be and nothing about shapes.
+
+    Args:
+        images: uint8 training images ``(n, C, H, W)`` or ``(n, H, W)``.
+        alpha: pseudo-count added to every (pixel, value) pair; must be positive.
+
+    Returns:
+        float32 ``(C*H*W, 256)`` log-probabilities; row ``d`` is pixel ``d``'s
+        distribution (in the images' flattened order).
+
+    >>> log_p = fit_pixel_model(torch.zeros(3, 2, 2, dtype=torch.uint8))
+    >>> round(float(log_p[0, 0].exp()), 4)  # (3 + 1) / (3 + 256)
+    0.0154
+    """
+    flat = torch.from_numpy(_uint8_images("images", images).astype(np.int64))
+    if not alpha > 0:
+        raise ValueError(f"alpha must be positive, got {alpha}")
+    counts = torch.zeros(flat.shape[1], 256, dtype=torch.float64)
+    counts.scatter_add_(1, flat.T, torch.ones(flat.T.shape, dtype=torch.float64))
+    return torch.log((counts + alpha) / (len(flat) + 256 * alpha)).float()
+
+
+def pixel_bits_per_dim(log_probs: torch.Tensor, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Bits per dimension of 8-bit images under :func:`fit_pixel_model`'s histograms.
+
+    A discrete model needs no dequantization: an image's code length is
+    ``-Σ_d log2 P_d(k_d)``, which is comparable with a flow's bits/dim (the
+    flow's is an upper bound on its own discrete code length).
+
+    Args:
+        log_probs: ``(D, 256)`` from :func:`fit_pixel_model`.
+        images: uint8 ``(n, C, H, W)`` or ``(n, H, W)`` with ``C*H*W = D``.
+
+    Returns:
+        float32 ``(n,)``.
+    """
+    flat = _uint8_images("images", images)
+    if log_probs.ndim != 2 or log_probs.shape != (flat.shape[1], 256):
+        raise ValueError(
+            f"log_probs must have shape ({flat.shape[1]}, 256) for images of "
+            f"{flat.shape[1]} pixels, got {tuple(log_probs.shape)}"
+        )
+    index = torch.from_numpy(flat.astype(np.int64)).T  # (D, n)
+    nats = -log_probs.double().gather(1, index).sum(0)
+    return (nats / (flat.shape[1] * np.log(2))).float()
 
 
 def typicality(

@@ -17,7 +17,9 @@ from course_utils.anomaly import (
     auc_table,
     complexity_corrected,
     compressed_bits_per_dim,
+    fit_pixel_model,
     image_bits_per_dim,
+    pixel_bits_per_dim,
     roc_auc,
     roc_curve,
     roc_plot,
@@ -123,6 +125,36 @@ def test_complexity_corrected() -> None:
         ValueError, match=r"complexity must have the shape of bpd \(10,\), got \(9,\)"
     ):
         complexity_corrected(bpd, comp[:9])
+
+
+# --------------------------------------------------------------- pixel model
+
+
+def test_pixel_model_by_hand() -> None:
+    # 4 training images of 2 pixels: pixel 0 is always 0, pixel 1 is 0, 0, 255, 7
+    train = torch.tensor([[0, 0], [0, 0], [0, 255], [0, 7]], dtype=torch.uint8)[:, None, None, :]
+    log_p = fit_pixel_model(train, alpha=0.5)
+    assert log_p.shape == (2, 256)
+    torch.testing.assert_close(log_p.exp().sum(1), torch.ones(2))  # two distributions
+    # the image (0, 255): P = (4 + 0.5) / (4 + 128) for pixel 0, (1 + 0.5) / 132 for pixel 1
+    by_hand = -(math.log2(4.5 / 132) + math.log2(1.5 / 132)) / 2
+    got = pixel_bits_per_dim(log_p, torch.tensor([[[[0, 255]]]], dtype=torch.uint8))
+    assert float(got[0]) == pytest.approx(by_hand, rel=1e-6)
+    # a value never seen costs the most, 8 bits/dim is what a uniform model would charge
+    unseen = pixel_bits_per_dim(log_p, torch.tensor([[[[9, 9]]]], dtype=torch.uint8))
+    assert float(unseen[0]) > 8 > float(got[0])
+
+
+def test_pixel_model_bad_inputs() -> None:
+    log_p = fit_pixel_model(torch.zeros(3, 1, 28, 28, dtype=torch.uint8))
+    with pytest.raises(
+        ValueError, match=r"log_probs must have shape \(196, 256\).*got \(784, 256\)"
+    ):
+        pixel_bits_per_dim(log_p, torch.zeros(2, 1, 14, 14, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="alpha must be positive"):
+        fit_pixel_model(torch.zeros(3, 28, 28, dtype=torch.uint8), alpha=0.0)
+    with pytest.raises(ValueError, match="must be uint8"):
+        fit_pixel_model(torch.zeros(3, 28, 28))
 
 
 # ---------------------------------------------------------------- typicality
