@@ -132,7 +132,7 @@ def main() -> None:
         "images_per_mask": len(test),
         "steps": args.steps,
         "masks": {k: MASKS[k] for k in args.masks},
-        "rows": rows,
+        "rows": [{k: v for k, v in r.items() if k != "psnr_per_image"} for r in rows],
         "summary": summary,
         "targets": targets,
         "torch": torch.__version__,
