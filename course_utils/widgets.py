@@ -10,6 +10,7 @@ for expensive work, only when a button is clicked.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -300,7 +301,7 @@ def playground_figure(state: PlaygroundState, temperature: float = 0.7, n: int =
     ax.set_title(f"samples at T = {temperature:.2f}")
     names = {
         "nll": "NLL (bits/dim)",
-        "recon": "R (log scale)",
+        "recon": "R",
         "channel": "channel-mean gap",
     }
     for k, (name, label) in enumerate(names.items()):
@@ -310,8 +311,11 @@ def playground_figure(state: PlaygroundState, temperature: float = 0.7, n: int =
             ax.plot(range(1, len(values) + 1), values, color=PALETTE[k], lw=1.2)
         for end in state.run_ends[:-1]:
             ax.axvline(end + 0.5, color="0.5", ls=":", lw=1)
-        if name == "recon":
-            ax.set_yscale("log")
+        finite = [v for v in values if math.isfinite(v) and v > 0]
+        if name == "recon" and finite and max(finite) > 10 * min(finite):
+            ax.set_yscale("log")  # R spans decades when σ or α change between runs
+        else:
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
@@ -335,7 +339,7 @@ def history_html(runs: list[dict]) -> str:
     for r in runs:
         overflow = max(r["recon_overflow"], r["sample_overflow"])
         rows.append(
-            f"<tr><td>{r['run']}</td><td>{r['alpha']:.3g}</td><td>{r['beta']:.2f}</td>"
+            f"<tr><td>{r['run']}</td><td>{r['alpha']:g}</td><td>{r['beta']:.2f}</td>"
             f"<td>{r['temperature']:.2f}</td><td>{r['sigma']:.2f}</td>"
             f"<td>{'per dim' if r['scale_noise'] else 'length T'}</td>"
             f"<td>{r['steps']} / {r['total_steps']}</td><td>{r['seconds']:.0f}</td>"
