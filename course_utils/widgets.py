@@ -294,7 +294,7 @@ def playground_figure(state: PlaygroundState, temperature: float = 0.7, n: int =
         samples = sample_with_grad(
             state.model, n, temperature, True, torch.Generator().manual_seed(state.sample_seed)
         )
-    fig = plt.figure(figsize=(11, 4.2), layout="constrained")
+    fig = plt.figure(figsize=(10, 3.8), layout="constrained")
     grid = fig.add_gridspec(3, 2, width_ratios=[1, 1.5])
     ax = fig.add_subplot(grid[:, 0])
     image_grid(samples.nan_to_num(0.5), nrow=6, ax=ax)

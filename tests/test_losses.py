@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from oracles import perturb
 
 from course_utils.data import (
     BACKGROUND_PROBS,
@@ -31,7 +32,6 @@ from course_utils.losses import (
 )
 from course_utils.metrics import bits_per_dim
 from course_utils.models import Glow, dequantize, make_optimizer
-from tests.oracles import perturb
 
 pytestmark = pytest.mark.usefixtures("rng")
 
