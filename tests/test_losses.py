@@ -241,3 +241,11 @@ def test_fit_logs_every_term_and_evaluate_measures(model: Glow, rng: torch.Gener
         math.sqrt(sum(e * e for e in result["channel_error"])), rel=1e-6
     )
     assert 0 <= result["recon_overflow"] <= 1 and result["recon"] > 0
+
+
+def test_evaluate_counts_overflowing_reconstructions(model: Glow, batch: torch.Tensor) -> None:
+    sane = evaluate(model, batch, sigma=0.01, n_samples=8)
+    assert sane["recon_overflow"] == 0.0 and math.isfinite(sane["recon"])
+    # A latent step of 1e30 overflows every reconstruction.
+    wild = evaluate(model, batch, sigma=1e30, n_samples=8)
+    assert wild["recon_overflow"] == 1.0 and math.isnan(wild["recon"])
