@@ -405,3 +405,83 @@ def image_splits(
     train, _ = load_mnist(name, "train", root)
     test, _ = load_mnist(name, "test", root)
     return train[:, None], test[:, None]
+
+
+# ------------------------------------------------------------ coloured MNIST
+
+#: Background colours (RGB, 0..255) of coloured MNIST and the probability of each.
+#: Dark and unevenly drawn, so that the dataset's mean colour is far from grey:
+#: its blue channel is the brightest, its red the darkest.
+BACKGROUNDS = ((20, 40, 110), (15, 90, 60), (90, 25, 50), (45, 45, 45))
+BACKGROUND_PROBS = (0.4, 0.3, 0.2, 0.1)
+#: Stroke colours (RGB, 0..255), drawn uniformly: yellow, cyan, orange, white.
+STROKES = ((240, 220, 40), (60, 220, 240), (250, 140, 30), (240, 240, 240))
+
+
+def colourize(
+    images: torch.Tensor, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Give every grey digit a background and a stroke colour from small palettes.
+
+    Each pixel's grey value ``k`` is read as ink coverage ``a = k / 255`` and the
+    colour is the blend ``(1 − a) · background + a · stroke``, rounded to 8 bits.
+    A digit's per-channel mean is therefore
+    ``background + (stroke − background) · mean(a)``: it tells which colours
+    were drawn and how much ink the digit has. Backgrounds are drawn with the
+    probabilities :data:`BACKGROUND_PROBS`, strokes uniformly, from a generator
+    seeded with ``seed``, so the same digits and seed give the same bytes.
+
+    Args:
+        images: ``uint8`` digits ``(N, 28, 28)`` or ``(N, 1, H, W)``.
+        seed: seeds the colour draws.
+
+    Returns:
+        ``(rgb, background, stroke)``: ``uint8`` images ``(N, 3, H, W)`` and the
+        ``int64`` palette indices ``(N,)`` of each image's two colours.
+
+    >>> rgb, bg, fg = colourize(torch.zeros(2, 28, 28, dtype=torch.uint8))
+    >>> tuple(rgb.shape), rgb.dtype
+    ((2, 3, 28, 28), torch.uint8)
+    >>> rgb[0, :, 0, 0].tolist() == list(BACKGROUNDS[bg[0]])  # no ink: the background
+    True
+    """
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
+        got = images.dtype if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a uint8 tensor (0..255), got {got}")
+    if images.ndim == 3:
+        images = images[:, None]
+    if images.ndim != 4 or images.shape[1] != 1:
+        raise ValueError(
+            f"images must have shape (N, 28, 28) or (N, 1, H, W), got {tuple(images.shape)}"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    n = len(images)
+    background = torch.multinomial(
+        torch.tensor(BACKGROUND_PROBS), n, replacement=True, generator=generator
+    )
+    stroke = torch.randint(len(STROKES), (n,), generator=generator)
+    bg = torch.tensor(BACKGROUNDS, dtype=torch.float32)[background][:, :, None, None]
+    fg = torch.tensor(STROKES, dtype=torch.float32)[stroke][:, :, None, None]
+    ink = images.float() / 255.0
+    rgb = (1.0 - ink) * bg + ink * fg  # (N, 3, H, W) by broadcasting the channel axis
+    return rgb.round().clamp(0, 255).to(torch.uint8), background, stroke
+
+
+def coloured_splits(
+    name: str = "mnist-9k", seed: int = 0, root: str | os.PathLike | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train and held-out coloured digits: :func:`image_splits` through :func:`colourize`.
+
+    The two splits are coloured with different seeds (``seed`` and ``seed + 1``),
+    so the held-out digits' colours are new draws from the same palettes.
+
+    Args:
+        name: an :data:`IMAGE_DATASETS` entry (``"mnist"``, ``"mnist-9k"``, ...).
+        seed: seeds the colours.
+        root: local data folder (default ``COURSE_DATA_DIR``).
+
+    Returns:
+        ``(train, test)`` ``uint8`` tensors of shape ``(N, 3, 28, 28)``.
+    """
+    train, test = image_splits(name, root)
+    return colourize(train, seed)[0], colourize(test, seed + 1)[0]

@@ -1,0 +1,157 @@
+"""Benchmark of lesson 09: is the loss playground responsive on a CPU?
+
+Builds the playground panel exactly as the lesson does (the same model recipe,
+``course_utils.losses.PLAYGROUND_RECIPE``, the same data and the panel's
+default settings), then times, through the widgets themselves:
+
+* a **Train click** with the default settings (100 steps with all three loss
+  terms, the held-out measures, the table and the redraw); target ≤ 60 s;
+* a **re-sample at a new temperature** (moving the T slider: samples drawn
+  and the figure redrawn, no training); target ≤ 2 s.
+
+Both timings include rendering the figure to PNG, which a notebook does
+before the browser can show it.
+
+The lesson starts the panel from its trained model (a); here the model is a
+fresh one of the same architecture, because the cost of a step does not
+depend on the weights. Each click continues the previous one, as in class.
+
+Usage::
+
+    .venv/bin/python benchmarks/playground.py --out benchmarks/results/playground.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import torch  # noqa: E402
+
+from course_utils import seed_everything  # noqa: E402
+from course_utils.data import coloured_splits  # noqa: E402
+from course_utils.losses import PLAYGROUND_RECIPE  # noqa: E402
+from course_utils.models import Glow  # noqa: E402
+from course_utils.widgets import PlaygroundState, playground_panel  # noqa: E402
+
+TARGET_TRAIN_S = 60.0
+TARGET_RESAMPLE_S = 2.0
+
+
+def render(panel) -> None:
+    """Render the panel's latest figure to PNG, as a notebook front end receives it.
+
+    Outside a notebook ``display`` prints the figure's name instead of
+    rendering it, so the timings add the rendering here.
+    """
+    panel.last_figure.savefig(io.BytesIO(), format="png", bbox_inches="tight")
+
+
+def measure(train_clicks: int = 3, temperatures: tuple[float, ...] = (0.5, 0.9, 1.0, 0.6)) -> dict:
+    """Time Train clicks and temperature changes on a freshly built panel.
+
+    Args:
+        train_clicks: how many Train clicks to time (each continues the last).
+        temperatures: the temperatures the slider is moved to, one timing each.
+
+    Returns:
+        A JSON-ready dict with every timing, their medians and maxima, and
+        whether the targets are met (by the slowest repeat).
+    """
+    seed_everything(0)
+    train_images, test_images = coloured_splits("mnist-9k", seed=0)
+    state = PlaygroundState(Glow(**PLAYGROUND_RECIPE["model"]), train_images, test_images)
+    t0 = time.perf_counter()
+    panel = playground_panel(state)
+    build_s = time.perf_counter() - t0
+    defaults = panel.values()
+
+    train_s, rows = [], []
+    for _ in range(train_clicks):
+        runs_before = len(state.runs)
+        t0 = time.perf_counter()
+        panel.train_button.click()
+        render(panel)
+        train_s.append(time.perf_counter() - t0)
+        if len(state.runs) != runs_before + 1:
+            raise RuntimeError(f"the Train click did not add a run: {panel.status.value}")
+        row = state.runs[-1]
+        rows.append({k: row[k] for k in ("steps", "seconds", "bpd", "channel_gap", "stopped")})
+
+    resample_s = []
+    for t in temperatures:
+        draws = panel.draws
+        t0 = time.perf_counter()
+        panel.controls["temperature"].value = t
+        render(panel)
+        resample_s.append(time.perf_counter() - t0)
+        if panel.draws != draws + 1:
+            raise RuntimeError("moving the temperature slider did not redraw the samples")
+
+    return {
+        "defaults": defaults,
+        "build_s": build_s,
+        "train_click_s": train_s,
+        "train_click_median_s": statistics.median(train_s),
+        "train_click_max_s": max(train_s),
+        "runs": rows,
+        "resample_s": resample_s,
+        "resample_median_s": statistics.median(resample_s),
+        "resample_max_s": max(resample_s),
+        "targets": {"train_click_s": TARGET_TRAIN_S, "resample_s": TARGET_RESAMPLE_S},
+        "targets_met": max(train_s) <= TARGET_TRAIN_S and max(resample_s) <= TARGET_RESAMPLE_S,
+    }
+
+
+def table(result: dict) -> str:
+    """The result as a plain-text table."""
+    env = result["environment"]
+    lines = [
+        f"Loss playground (lesson 09), {env['threads']} torch threads, torch {env['torch']}, "
+        f"{env['machine']}",
+        f"defaults: {result['defaults']}",
+        f"{'action':38s} {'median s':>9s} {'max s':>7s} {'target s':>9s}  each (s)",
+        f"{'Train click, default settings':38s} {result['train_click_median_s']:9.1f} "
+        f"{result['train_click_max_s']:7.1f} {TARGET_TRAIN_S:9.0f}  "
+        + ", ".join(f"{t:.1f}" for t in result["train_click_s"]),
+        f"{'re-sample at a new temperature':38s} {result['resample_median_s']:9.2f} "
+        f"{result['resample_max_s']:7.2f} {TARGET_RESAMPLE_S:9.0f}  "
+        + ", ".join(f"{t:.2f}" for t in result["resample_s"]),
+        f"targets met: {'yes' if result['targets_met'] else 'no'}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--clicks", type=int, default=3, help="Train clicks to time")
+    args = parser.parse_args(argv)
+    result = measure(train_clicks=args.clicks)
+    result["environment"] = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": f"{platform.machine()} {platform.system()}",
+        "python": platform.python_version(),
+    }
+    text = table(result)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.with_suffix(".txt").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,495 @@
+"""The composite loss of lesson 09: likelihood, reconstruction and colour statistics.
+
+For a flow ``f`` (data → latent) with base density ``p_Z`` and a batch ``x``,
+
+    L = NLL(x) + α · R(x) + β · ‖μ_c(x) − μ_c(x̂)‖₂
+
+* ``NLL`` is the negative log-likelihood, either in nats per image (the raw
+  value, thousands for a 3×28×28 image) or *scaled* to bits per dimension
+  (divided by ``D log 2``, plus the 8 bits of the dequantization bound, see
+  :mod:`course_utils.metrics`), which is commensurate with the other terms.
+* ``R`` is a reconstruction error that is **not** trivially zero. Through an
+  exact bijection ``f⁻¹(f(x)) = x`` up to round-off, so the plain
+  reconstruction error teaches nothing. Here the latent is perturbed first:
+  ``R = mean((f⁻¹(f(x) + σε) − x)²)`` with ``ε ~ N(0, I)``. It is small when
+  the inverse is well conditioned (a small move in latent space is a small
+  move in image space) and large where the inverse amplifies noise.
+* ``μ_c`` is the per-channel mean over a batch (and over pixels), and ``x̂``
+  are samples drawn from the model at temperature ``T``, differentiably, so
+  the gradient of the colour term reaches the flow and its base.
+
+Two ways of drawing the base noise for ``x̂`` (configurations (c) and (d) of
+the lesson):
+
+* ``scale_noise=True`` (the Glow way): every one of the ``D`` latent
+  dimensions gets noise of standard deviation ``T``, so the noise vector's
+  length grows with the image size, ``‖Tε‖ ≈ T √D``. That is where a standard
+  Gaussian in ``D`` dimensions puts almost all of its mass.
+* ``scale_noise=False``: the noise vector has length ``T`` whatever the image
+  size (``T ε / ‖ε‖``), i.e. per-dimension standard deviation ``T / √D``. For a
+  3×28×28 image that is ``T / 48.5``: the samples sit next to the base's
+  centre, where no real image's latent lies.
+
+Direction convention (normflows'): ``forward`` maps latent → data,
+``inverse`` maps data → latent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+
+from course_utils.models import Glow
+
+Tensor = torch.Tensor
+LN2 = math.log(2.0)
+
+
+def _check_images(x: Tensor, name: str, channels: int | None = None) -> None:
+    """Raise a clear ValueError unless ``x`` is a finite float ``(batch, C, H, W)``."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 4 or len(x) == 0:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        want = f"(batch, {channels}, H, W)" if channels else "(batch, C, H, W)"
+        raise ValueError(f"{name} must have shape {want} with batch >= 1, got {got}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{name} must have shape (batch, {channels}, H, W), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor, got {x.dtype}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf values")
+
+
+def _check_weight(value: float, name: str, positive: bool = False) -> None:
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        need = "positive" if positive else "non-negative"
+        raise ValueError(f"{name} must be a finite {need} number, got {value}")
+
+
+# ------------------------------------------------------------------ terms
+
+
+def log_prob_and_latents(model: Glow, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """``log p(x)`` and the latents ``f(x)`` from one inverse pass.
+
+    The reconstruction term needs the latents that the likelihood computes
+    anyway, so both come from the same pass.
+
+    Args:
+        model: a :class:`~course_utils.models.Glow`.
+        x: dequantized images ``(batch, C, H, W)`` in ``[0, 1]``.
+
+    Returns:
+        ``(log_p, z)``: ``(batch,)`` log-densities in nats and one latent per
+        level, coarsest first.
+    """
+    model.check_input(x)
+    z, log_det = model.flow.inverse_and_log_det(x)
+    log_p = log_det + sum(q.log_prob(zi) for q, zi in zip(model.flow.q0, z, strict=True))
+    return log_p, z
+
+
+def nll_term(log_p: Tensor, num_dims: int, scaled: bool = True) -> Tensor:
+    """The likelihood term: mean NLL in nats per image, or scaled to bits per dimension.
+
+    Args:
+        log_p: ``(batch,)`` log-densities in nats of dequantized images.
+        num_dims: dimensions per image ``D = C·H·W``.
+        scaled: True gives bits/dim, ``−log p / (D log 2) + 8``; False the raw
+            ``−log p`` in nats. The two differ by a constant factor and offset,
+            so on their own they have the same minimiser.
+
+    Returns:
+        A scalar tensor.
+
+    >>> float(nll_term(torch.zeros(3), 784))  # a uniform density: 8 bits per dimension
+    8.0
+    """
+    if log_p.ndim != 1 or len(log_p) == 0:
+        raise ValueError(f"log_p must have shape (batch,), got {tuple(log_p.shape)}")
+    nll = -log_p.mean()
+    return nll / (num_dims * LN2) + 8.0 if scaled else nll
+
+
+def perturbed_reconstruction(
+    model: Glow,
+    x: Tensor,
+    sigma: float,
+    z: list[Tensor] | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """``R = mean((f⁻¹(f(x) + σε) − x)²)``: how far a small latent move throws the image.
+
+    Args:
+        model: a :class:`~course_utils.models.Glow`.
+        x: dequantized images ``(batch, C, H, W)`` in ``[0, 1]``.
+        sigma: standard deviation of the latent perturbation (0 gives round-off only).
+        z: the latents ``f(x)`` if already computed (they must carry gradients
+            for ``R`` to train the encoder side too).
+        generator: seeds ``ε``.
+
+    Returns:
+        The mean squared error per pixel, a scalar tensor.
+    """
+    _check_weight(sigma, "sigma")
+    if z is None:
+        z = model.encode(x)
+    else:
+        _check_images(x, "x")
+    moved = [zi + sigma * torch.randn(zi.shape, generator=generator).to(zi) for zi in z]
+    return (model.decode(moved) - x).pow(2).mean()
+
+
+def channel_means(x: Tensor) -> Tensor:
+    """Per-channel mean over a batch and its pixels: ``(batch, C, H, W) -> (C,)``.
+
+    >>> channel_means(torch.ones(2, 3, 4, 4) * torch.tensor([0.1, 0.2, 0.3])[:, None, None])
+    tensor([0.1000, 0.2000, 0.3000])
+    """
+    _check_images(x, "x")
+    return x.mean(dim=(0, 2, 3))
+
+
+def channel_mean_gap(x: Tensor, x_hat: Tensor) -> Tensor:
+    """``‖μ_c(x) − μ_c(x̂)‖₂``, the Euclidean distance between two batches' mean colours.
+
+    Args:
+        x: real images ``(batch, C, H, W)``.
+        x_hat: generated images ``(n, C, H', W')`` with the same ``C``; batch
+            sizes and image sizes may differ.
+
+    Returns:
+        A scalar tensor.
+
+    >>> a, b = torch.zeros(1, 3, 2, 2), torch.ones(5, 3, 2, 2)
+    >>> round(float(channel_mean_gap(a, b)) ** 2, 6)  # sqrt(1 + 1 + 1), squared
+    3.0
+    """
+    _check_images(x, "x")
+    _check_images(x_hat, "x_hat", channels=x.shape[1])
+    return torch.linalg.vector_norm(channel_means(x) - channel_means(x_hat))
+
+
+def base_noise(
+    model: Glow,
+    n: int,
+    temperature: float,
+    scale_noise: bool = True,
+    generator: torch.Generator | None = None,
+) -> list[Tensor]:
+    """Noise for every level's latent, before the base's learned mean and scale.
+
+    Args:
+        model: a :class:`~course_utils.models.Glow`.
+        n: number of samples.
+        temperature: ``T > 0``.
+        scale_noise: True: standard deviation ``T`` per dimension (length
+            ``≈ T√D``); False: total length exactly ``T`` (see the module docstring).
+        generator: seeds the noise.
+
+    Returns:
+        One ``(n, *shape)`` tensor per level, coarsest first.
+    """
+    _check_weight(temperature, "temperature", positive=True)
+    if n < 1:
+        raise ValueError(f"n must be a positive number of samples, got {n}")
+    eps = [torch.randn((n, *q.shape), generator=generator) for q in model.flow.q0]
+    if not scale_noise:  # one vector of length T across all levels together
+        length = torch.sqrt(sum(e.pow(2).flatten(1).sum(1) for e in eps))
+        eps = [e / length.view(-1, *([1] * (e.ndim - 1))) for e in eps]
+    return [temperature * e for e in eps]
+
+
+def sample_with_grad(
+    model: Glow,
+    n: int,
+    temperature: float,
+    scale_noise: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Draw ``n`` images ``(n, C, H, W)`` through which gradients flow.
+
+    ``Glow.sample`` runs without gradients and clamps; here the base's learned
+    mean and scale are applied to :func:`base_noise` by hand (as normflows'
+    ``GlowBase`` does) and the latents are decoded with gradients on, so a
+    loss on the samples trains the flow and its base.
+
+    Args:
+        model: a :class:`~course_utils.models.Glow`.
+        n: number of samples.
+        temperature: ``T > 0``.
+        scale_noise: see :func:`base_noise`.
+        generator: seeds the noise.
+
+    Returns:
+        The images (not clamped; with a logit model they lie in ``(0, 1)``).
+    """
+    noise = base_noise(model, n, temperature, scale_noise, generator)
+    z = []
+    for q, e in zip(model.flow.q0, noise, strict=True):
+        loc = q.loc * torch.exp(q.loc_logs * q.logscale_factor)
+        log_scale = q.log_scale * torch.exp(q.log_scale_logs * q.logscale_factor)
+        z.append(loc + torch.exp(log_scale) * e.to(loc))
+    return model.decode(z)
+
+
+# ------------------------------------------------------------ the whole loss
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Settings of :func:`composite_loss`.
+
+    Attributes:
+        alpha: weight α of the reconstruction term (set on a log scale).
+        beta: weight β of the channel-mean term.
+        temperature: temperature ``T`` of the samples ``x̂``.
+        sigma: latent perturbation σ of the reconstruction term.
+        scaled_nll: NLL in bits/dim (True) or in nats per image (False).
+        scale_noise: base noise per dimension (True) or of total length ``T`` (False).
+        n_samples: samples ``x̂`` per step for the channel-mean term.
+    """
+
+    alpha: float = 0.0
+    beta: float = 0.0
+    temperature: float = 0.7
+    sigma: float = 0.1
+    scaled_nll: bool = True
+    scale_noise: bool = True
+    n_samples: int = 32
+
+    def __post_init__(self) -> None:
+        _check_weight(self.alpha, "alpha")
+        _check_weight(self.beta, "beta")
+        _check_weight(self.temperature, "temperature", positive=True)
+        _check_weight(self.sigma, "sigma")
+        if self.n_samples < 1:
+            raise ValueError(f"n_samples must be positive, got {self.n_samples}")
+
+    def asdict(self) -> dict:
+        return asdict(self)
+
+
+class LossTerms(NamedTuple):
+    """The loss and its parts, each a scalar tensor.
+
+    ``recon`` and ``channel`` are measured even when their weight is 0 (then
+    without gradients), so every configuration logs the same three curves.
+    """
+
+    total: Tensor
+    nll: Tensor
+    recon: Tensor
+    channel: Tensor
+
+
+def composite_loss(
+    model: Glow,
+    x: Tensor,
+    config: LossConfig,
+    generator: torch.Generator | None = None,
+) -> LossTerms:
+    """``L = NLL + α·R + β·‖μ_c(x) − μ_c(x̂)‖₂`` for a batch, with its terms.
+
+    Args:
+        model: a :class:`~course_utils.models.Glow`.
+        x: dequantized images ``(batch, C, H, W)`` in ``[0, 1]``.
+        config: the weights and settings.
+        generator: seeds the latent perturbation and the samples.
+
+    Returns:
+        :class:`LossTerms`; ``total`` is what to minimise.
+    """
+    log_p, z = log_prob_and_latents(model, x)
+    nll = nll_term(log_p, model.num_dims, config.scaled_nll)
+    with torch.set_grad_enabled(torch.is_grad_enabled() and config.alpha > 0):
+        recon = perturbed_reconstruction(model, x, config.sigma, z, generator)
+    with torch.set_grad_enabled(torch.is_grad_enabled() and config.beta > 0):
+        x_hat = sample_with_grad(
+            model, config.n_samples, config.temperature, config.scale_noise, generator
+        )
+        channel = channel_mean_gap(x, x_hat)
+    total = nll
+    if config.alpha > 0:
+        total = total + config.alpha * recon
+    if config.beta > 0:
+        total = total + config.beta * channel
+    return LossTerms(total, nll, recon.detach() if config.alpha == 0 else recon, channel)
+
+
+# ------------------------------------------------------- training with terms
+
+#: The small 3-channel Glow of lesson 09 and its optimiser: cheap enough that a
+#: step with all three terms (an inverse pass, two forward passes and their
+#: backward passes) takes a fraction of a second on one CPU core.
+PLAYGROUND_RECIPE: dict = {
+    "model": {"shape": (3, 28, 28), "levels": 2, "blocks": 2, "hidden": 32, "logit_alpha": 0.05},
+    "optimizer": "adam",
+    "lr": 2e-3,
+    "weight_decay": 0.0,
+    "warmup_steps": 50,
+    "batch_size": 64,
+}
+
+#: The four configurations of the loss study. (a) plain NLL in nats per image;
+#: (b) NLL in bits/dim + α·R; (c) (b) + β·channel-mean gap with noise of
+#: length T; (d) as (c) with noise of standard deviation T per dimension.
+ALPHA, BETA = 1000.0, 1.0
+CONFIGURATIONS: dict[str, LossConfig] = {
+    "a": LossConfig(alpha=0.0, beta=0.0, scaled_nll=False),
+    "b": LossConfig(alpha=ALPHA, beta=0.0),
+    "c": LossConfig(alpha=ALPHA, beta=BETA, scale_noise=False),
+    "d": LossConfig(alpha=ALPHA, beta=BETA, scale_noise=True),
+}
+
+
+@dataclass
+class TermHistory:
+    """Every step's loss terms (floats), appended to by :func:`fit`."""
+
+    total: list[float]
+    nll: list[float]
+    recon: list[float]
+    channel: list[float]
+
+    @classmethod
+    def empty(cls) -> TermHistory:
+        return cls([], [], [], [])
+
+    def append(self, terms: LossTerms) -> None:
+        for name, value in zip(LossTerms._fields, terms, strict=True):
+            getattr(self, name).append(float(value.detach()))
+
+    def __len__(self) -> int:
+        return len(self.total)
+
+
+def fit(
+    model: Glow,
+    images: Tensor,
+    config: LossConfig,
+    steps: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler=None,
+    terms: TermHistory | None = None,
+    seed: int = 0,
+    on_step=None,
+):
+    """Train ``model`` for ``steps`` steps of :func:`composite_loss`, logging each term.
+
+    A thin wrapper around :func:`course_utils.train.train` (its NaN guard and
+    batching): the loss function it is given records the terms of every step.
+
+    Args:
+        model: a :class:`~course_utils.models.Glow`.
+        images: ``uint8`` training images ``(N, C, H, W)``, dequantized afresh
+            at every step.
+        config: the loss settings.
+        steps: optimisation steps.
+        optimizer: e.g. from :func:`course_utils.models.make_optimizer`; pass
+            the same one again to continue training.
+        scheduler: an optional learning-rate schedule.
+        terms: a history to append to (a new one by default).
+        seed: seeds the batch order, the dequantization, the perturbations and
+            the samples.
+        on_step: called with the step count so far after every step (e.g. a
+            progress bar).
+
+    Returns:
+        ``(terms, history)``: the :class:`TermHistory` and the
+        :class:`course_utils.train.History` of this call.
+    """
+    from course_utils.train import train
+
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(
+            f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+        )
+    if steps < 1:
+        raise ValueError(f"steps must be positive, got {steps}")
+    from course_utils.models import dequantize
+
+    terms = TermHistory.empty() if terms is None else terms
+    noise = torch.Generator().manual_seed(seed + 1)
+    done = [0]
+
+    def loss_fn(m: Glow, batch: Tensor) -> Tensor:
+        parts = composite_loss(m, dequantize(batch, noise), config, noise)
+        terms.append(parts)
+        done[0] += 1
+        if on_step is not None:
+            on_step(done[0])
+        return parts.total
+
+    history = train(
+        model,
+        loss_fn,
+        images,
+        epochs=1,
+        batch_size=PLAYGROUND_RECIPE["batch_size"],
+        optimizer=optimizer,
+        scheduler=scheduler,
+        device="cpu",
+        progress=False,
+        seed=seed,
+        steps_per_epoch=steps,
+    )
+    return terms, history
+
+
+@torch.no_grad()
+def evaluate(
+    model: Glow,
+    test: Tensor,
+    temperature: float = 0.7,
+    sigma: float = 0.1,
+    n_samples: int = 256,
+    seed: int = 0,
+) -> dict[str, float | list[float]]:
+    """Held-out measures of a model trained with :func:`composite_loss`.
+
+    Args:
+        model: a :class:`~course_utils.models.Glow`.
+        test: dequantized held-out images ``(N, C, H, W)`` in ``[0, 1]``.
+        temperature: temperature of the samples (drawn the Glow way, noise of
+            standard deviation ``T`` per dimension).
+        sigma: latent perturbation of the reconstruction measure.
+        n_samples: samples for the colour statistics.
+        seed: seeds the samples and perturbations.
+
+    Returns:
+        A dict: ``bpd`` (test bits/dim), ``channel_error`` (``|μ_c(test) −
+        μ_c(samples)|`` per channel), ``channel_gap`` (its Euclidean norm),
+        ``recon`` (mean ``R`` over the test images whose reconstruction stayed
+        finite), ``recon_overflow`` and ``sample_overflow`` (the fractions of
+        perturbed reconstructions and of samples that overflowed to inf/NaN:
+        an ill-conditioned inverse; overflowed samples are left out of the
+        colour statistics).
+    """
+    _check_images(test, "test", channels=model.config.shape[0])
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    bpd = model.bits_per_dim(test)
+    samples = sample_with_grad(model, n_samples, temperature, True, generator)
+    ok = torch.isfinite(samples.flatten(1)).all(1)
+    samples = samples[ok].clamp(0, 1)
+    errors = []
+    for batch in test.split(500):
+        z = model.encode(batch)
+        moved = [zi + sigma * torch.randn(zi.shape, generator=generator) for zi in z]
+        errors.append((model.decode(moved) - batch).pow(2).flatten(1).mean(1))
+    per_image = torch.cat(errors)
+    finite = torch.isfinite(per_image)
+    diff = (channel_means(test) - channel_means(samples)).abs() if len(samples) else None
+    model.train(was_training)
+    return {
+        "bpd": bpd,
+        "channel_error": diff.tolist() if diff is not None else [math.nan] * test.shape[1],
+        "channel_gap": float(torch.linalg.vector_norm(diff)) if diff is not None else math.nan,
+        "recon": float(per_image[finite].mean()) if finite.any() else math.nan,
+        "recon_overflow": float((~finite).float().mean()),
+        "sample_overflow": float((~ok).float().mean()),
+    }

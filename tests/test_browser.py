@@ -1,0 +1,287 @@
+"""The course's widgets in a real browser: JupyterLab driven by Playwright in headless Chromium.
+
+Starts JupyterLab on 127.0.0.1 with a random token, on a temporary copy of the
+lessons (the committed notebooks are never touched), in fast mode. Then, as a
+learner would: open lesson 09, run all cells from the Run menu, move the
+temperature slider and the steps slider, click Train, and check that the
+panel's picture changed and that no cell shows an error; open lesson 01 and
+move its skew slider.
+
+Screenshots go to ``COURSE_BROWSER_ARTIFACTS`` (default
+``.cache/test/browser-artifacts``); the path is printed. Without Chromium or
+Playwright the test is skipped, unless ``COURSE_REQUIRE_BROWSER=1`` (CI), where
+it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import test_lab as lab  # its server helpers: a free port, a token-aware GET, stopping a group
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+LESSONS = ("01_change_of_variables.ipynb", "09_loss_playground.ipynb")
+# The notebook in front: JupyterLab keeps earlier notebooks open in hidden tabs.
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+ERROR_OUTPUT = '[data-mime-type="application/vnd.jupyter.error"]'
+STDERR_OUTPUT = '[data-mime-type="application/vnd.jupyter.stderr"]'
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("COURSE_REQUIRE_BROWSER", "").strip() == "1":
+        pytest.fail(f"COURSE_REQUIRE_BROWSER=1 but {reason}")
+    pytest.skip(reason)
+
+
+def _chromium() -> str:
+    explicit = os.environ.get("COURSE_CHROMIUM", "").strip()
+    for path in ([explicit] if explicit else []) + list(CHROMIUM_CANDIDATES):
+        if path and Path(path).is_file():
+            return path
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    _unavailable("no Chromium found (apt-get install chromium, or set COURSE_CHROMIUM)")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    value = os.environ.get("COURSE_BROWSER_ARTIFACTS", "").strip()
+    folder = Path(value) if value else ROOT / ".cache" / "test" / "browser-artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nbrowser screenshots: {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    """A JupyterLab server on a copy of lessons 01 and 09, in fast mode: ``(base_url, token)``."""
+    tmp = tmp_path_factory.mktemp("browser")
+    notebooks = tmp / "notebooks"
+    notebooks.mkdir()
+    for name in LESSONS:
+        shutil.copy2(ROOT / "notebooks" / name, notebooks / name)
+    port, token = lab._free_port(), secrets.token_hex(16)
+    env = dict(os.environ)
+    env.update(
+        COURSE_FAST="1",
+        COURSE_CACHE_DIR=os.environ.get("COURSE_CACHE_DIR") or str(tmp / "cache"),
+        COURSE_FIGURES_DIR=str(tmp / "figures"),
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
+        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
+        JUPYTER_CONFIG_DIR=str(tmp / "config"),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
+        JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
+    )
+    # No "get notified about Jupyter news?" toast over the notebook.
+    settings = tmp / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(
+        '{"fetchNews": "false", "checkForUpdates": false}'
+    )
+    env.pop("MPLBACKEND", None)  # the kernel's inline backend draws the figures
+    from conftest import DATA_DIR
+
+    if DATA_DIR.is_dir():
+        env.setdefault("COURSE_DATA_DIR", str(DATA_DIR))
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        "--ServerApp.ip=127.0.0.1",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={notebooks}",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    base = f"http://127.0.0.1:{port}"
+    log_path = tmp / "lab.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=notebooks,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + lab.STARTUP_TIMEOUT
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    pytest.fail(f"jupyter lab exited:\n{log_path.read_text()[-3000:]}")
+                try:
+                    if lab._get(f"{base}/api/status", token)[0] == 200:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.5)
+            else:
+                pytest.fail(f"JupyterLab did not start:\n{log_path.read_text()[-3000:]}")
+            yield base, token
+        finally:
+            lab._stop(proc)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = _chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright (Python) is not installed: pip install playwright")
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--no-proxy-server"],
+        )
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _open_and_run_all(page, base: str, token: str, name: str, timeout_s: float) -> None:
+    """Open a notebook, wait for its kernel, run every cell from the Run menu, wait for idle."""
+    # A workspace of its own, so that no notebook of an earlier test is restored beside it.
+    workspace = re.sub(r"\W", "", name)
+    page.goto(f"{base}/lab/workspaces/{workspace}/tree/{name}?token={token}")
+    page.locator(f"{PANEL} .jp-Notebook-ExecutionIndicator").wait_for(timeout=60_000)
+    page.wait_for_function(
+        f"() => document.querySelector('{PANEL} .jp-Notebook-ExecutionIndicator')"
+        "?.getAttribute('data-status') === 'idle'",
+        timeout=60_000,
+    )
+    page.locator(f"{PANEL} .jp-Notebook").click()  # focus the notebook, not the file browser
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    # Running starts asynchronously: wait for a busy prompt (or a filled last one), then
+    # for every code cell to carry an execution count.
+    prompts = f"[...document.querySelectorAll('{PANEL} .jp-CodeCell .jp-InputPrompt')]"
+    page.wait_for_function(
+        f"() => {{ const p = {prompts};"
+        " return p.some(e => e.textContent.includes('*'))"
+        " || (p.length && /\\[\\d+\\]/.test(p[p.length - 1].textContent)); }",
+        timeout=30_000,
+    )
+    page.wait_for_function(
+        f"() => {{ const p = {prompts};"
+        " return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.textContent)); }",
+        timeout=timeout_s * 1000,
+    )
+
+
+def _assert_no_errors(page) -> None:
+    errors = page.locator(f"{PANEL} {ERROR_OUTPUT}")
+    assert errors.count() == 0, "a cell shows an error:\n" + errors.first.inner_text()[:2000]
+    for text in page.locator(f"{PANEL} {STDERR_OUTPUT}").all_inner_texts():
+        assert "Traceback" not in text and "Error" not in text, text[:2000]
+
+
+def _image_src(locator) -> str:
+    locator.wait_for(timeout=30_000)
+    return locator.get_attribute("src") or ""
+
+
+def _wait_src_change(page, locator, before: str, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        now = locator.get_attribute("src") if locator.count() else None
+        if now and now != before:
+            return now
+        page.wait_for_timeout(250)
+    raise AssertionError(f"the panel's image did not change within {timeout_s:.0f} s")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_lesson_09_playground_in_a_browser(server, browser, artifacts: Path) -> None:
+    base, token = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        _open_and_run_all(page, base, token, LESSONS[1], timeout_s=150)
+        page.screenshot(path=str(artifacts / "09_after_run_all.png"))
+        playground = page.locator(
+            f"{PANEL} .widget-vbox", has=page.locator("text=Loss playground")
+        ).last
+        playground.scroll_into_view_if_needed()
+        image = playground.locator(".widget-output img").first
+        first = _image_src(image)
+        assert first.startswith("data:image/png"), first[:80]
+
+        # Move the temperature slider one step right: the samples are redrawn.
+        temperature = playground.locator(".widget-slider", has_text="temperature T")
+        temperature.locator(".noUi-handle").first.focus()
+        page.keyboard.press("ArrowRight")
+        after_slider = _wait_src_change(page, image, first, 30)
+        assert "0.75" in temperature.inner_text()
+        page.screenshot(path=str(artifacts / "09_after_temperature.png"))
+
+        # Fewest steps per run (Home), then Train: progress, a new history row, a new picture.
+        steps = playground.locator(".widget-slider", has_text="steps per run")
+        steps.locator(".noUi-handle").first.focus()
+        page.keyboard.press("Home")
+        page.wait_for_function(
+            "el => el.innerText.includes('10')", arg=steps.element_handle(), timeout=10_000
+        )
+        rows_before = playground.locator("table tr").count()
+        playground.locator("button", has_text="Train").click()
+        playground.locator(".widget-html", has_text=re.compile(r"run \d+: 10 steps")).wait_for(
+            timeout=90_000
+        )
+        after_train = _wait_src_change(page, image, after_slider, 30)
+        assert after_train != first
+        assert playground.locator("table tr").count() == rows_before + 1
+        bar = playground.locator(".progress-bar").first  # IntProgress: 10 of 10 steps
+        assert "width: 100%" in (bar.get_attribute("style") or ""), bar.get_attribute("style")
+        playground.scroll_into_view_if_needed()
+        page.screenshot(path=str(artifacts / "09_after_train.png"))
+        playground.screenshot(path=str(artifacts / "09_panel.png"))
+        _assert_no_errors(page)
+    except Exception:
+        page.screenshot(path=str(artifacts / "FAILED_{}.png".format(page.url.rsplit("/", 1)[-1])))
+        raise
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_lesson_01_slider_in_a_browser(server, browser, artifacts: Path) -> None:
+    base, token = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        _open_and_run_all(page, base, token, LESSONS[0], timeout_s=90)
+        panel = page.locator(f"{PANEL} .widget-vbox", has=page.locator("text=Warp a Gaussian")).last
+        panel.scroll_into_view_if_needed()
+        image = panel.locator(".widget-output img").first
+        first = _image_src(image)
+        skew = panel.locator(".widget-slider", has_text="skew")
+        skew.locator(".noUi-handle").first.focus()
+        page.keyboard.press("End")
+        _wait_src_change(page, image, first, 30)
+        assert "2.00" in skew.inner_text()
+        panel.screenshot(path=str(artifacts / "01_panel_after_slider.png"))
+        page.screenshot(path=str(artifacts / "01_after_slider.png"))
+        _assert_no_errors(page)
+    except Exception:
+        page.screenshot(path=str(artifacts / "FAILED_{}.png".format(page.url.rsplit("/", 1)[-1])))
+        raise
+    finally:
+        page.close()

@@ -1,0 +1,123 @@
+"""Lesson 09's loss playground, driven headless: sliders set, buttons clicked from pytest."""
+
+from __future__ import annotations
+
+import ipywidgets as W
+import numpy as np
+import pytest
+import torch
+
+from course_utils.data import colourize
+from course_utils.models import Glow
+from course_utils.widgets import (
+    Playground,
+    PlaygroundState,
+    history_html,
+    playground_figure,
+    playground_panel,
+    playground_train,
+)
+
+pytestmark = pytest.mark.usefixtures("rng", "one_thread")
+
+TINY = {"shape": (3, 28, 28), "levels": 2, "blocks": 1, "hidden": 8, "logit_alpha": 0.05}
+
+
+@pytest.fixture
+def state(rng: torch.Generator) -> PlaygroundState:
+    grey = torch.zeros(160, 28, 28, dtype=torch.uint8)
+    grey[:, 8:20, 10:18] = torch.randint(100, 256, (160, 12, 8), generator=rng, dtype=torch.uint8)
+    images = colourize(grey, seed=0)[0]
+    return PlaygroundState(Glow(**TINY), images[:128], images[128:], n_test=32)
+
+
+def samples_of(fig) -> np.ndarray:
+    """The pixels of the sample grid (the figure's first axis)."""
+    return np.asarray(fig.axes[0].images[0].get_array()).copy()
+
+
+def test_controls_are_the_functions_arguments(state: PlaygroundState) -> None:
+    p = playground_panel(state)
+    assert isinstance(p, Playground) and p.draws == 1
+    assert set(p.values()) == {"alpha", "beta", "temperature", "sigma", "steps", "scale_noise"}
+    sliders = [w for w in p.controls.values() if not isinstance(w, W.Checkbox)]
+    assert all(not w.continuous_update for w in sliders)
+    assert isinstance(p.controls["alpha"], W.FloatLogSlider)  # α on a log scale
+    assert "no run yet" in p.table.value
+
+
+def test_train_click_changes_samples_and_grows_the_history(state: PlaygroundState) -> None:
+    p = playground_panel(state)
+    before = samples_of(p.last_figure)
+    weights = [q.detach().clone() for q in state.model.parameters()]
+    p.controls["steps"].value = 10
+    p.controls["alpha"].value = 100.0
+    p.controls["beta"].value = 2.0
+    p.controls["sigma"].value = 0.2
+    assert state.runs == [] and p.draws == 1  # sliders alone do not train
+    p.train_button.click()
+    assert len(state.runs) == 1 and len(state.terms) == 10
+    row = state.runs[0]
+    assert (row["alpha"], row["beta"], row["sigma"], row["steps"]) == (100.0, 2.0, 0.2, 10)
+    assert p.progress.value == p.progress.max == 10
+    assert p.draws == 2 and "run 1: 10 steps" in p.status.value
+    assert not np.array_equal(samples_of(p.last_figure), before)
+    now = list(state.model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(weights, now, strict=True))
+    # The figure's curves hold every step; the table one row per run.
+    assert len(p.last_figure.axes[1].lines[0].get_xdata()) == 10
+    p.controls["steps"].value = 20
+    p.train_button.click()
+    assert [r["run"] for r in state.runs] == [1, 2] and len(state.terms) == 30
+    assert p.table.value.count("<tr>") == 3  # header + two runs
+    assert state.runs[1]["total_steps"] == 30
+
+
+def test_temperature_resamples_without_training(state: PlaygroundState) -> None:
+    p = playground_panel(state)
+    before = samples_of(p.last_figure)
+    p.controls["temperature"].value = 1.1
+    assert p.draws == 2 and state.runs == [] and len(state.terms) == 0
+    after = samples_of(p.last_figure)
+    assert not np.array_equal(after, before)
+    # The same noise is rescaled: going back to 0.7 gives the first picture again.
+    p.controls["temperature"].value = 0.7
+    np.testing.assert_array_equal(samples_of(p.last_figure), before)
+
+
+def test_reset_restores_the_starting_model(state: PlaygroundState) -> None:
+    start = {k: v.clone() for k, v in state.model.state_dict().items()}
+    p = playground_panel(state, steps=10)
+    first = samples_of(p.last_figure)
+    p.train_button.click()
+    assert len(state.runs) == 1
+    p.reset_button.click()
+    assert state.runs == [] and len(state.terms) == 0 and "no run yet" in p.table.value
+    for k, v in state.model.state_dict().items():
+        torch.testing.assert_close(v, start[k], rtol=0, atol=0)
+    np.testing.assert_array_equal(samples_of(p.last_figure), first)
+
+
+def test_plain_function_and_table(state: PlaygroundState) -> None:
+    row = playground_train(state, alpha=10.0, beta=0.0, temperature=0.5, sigma=0.05, steps=10)
+    assert state.runs == [row] and row["bpd"] > 0 and row["stopped"] == ""
+    fig = playground_figure(state, temperature=0.5)
+    assert "T = 0.50" in fig.axes[0].get_title()
+    html = history_html(state.runs)
+    assert html.count("<tr>") == 2 and f"{row['bpd']:.3f}" in html
+    with pytest.raises(ValueError, match="sigma must be a finite non-negative number"):
+        playground_train(state, sigma=-1.0, steps=10)
+    with pytest.raises(ValueError, match="steps must be positive"):
+        playground_train(state, steps=0)
+    assert len(state.runs) == 1  # refused runs leave no trace
+
+
+def test_refused_setting_is_reported_in_the_panel(state: PlaygroundState) -> None:
+    p = playground_panel(state, steps=10)
+    p.controls["temperature"].min = 0.0  # a slider cannot reach 0 in the lesson; force it here
+    p.controls["temperature"].value = 0.0
+    assert p.draws == 1 and "temperature must be a finite positive number" in p.status.value
+    p.status.value = ""
+    assert p.train() is None
+    assert "temperature must be a finite positive number" in p.status.value
+    assert state.runs == [] and not p.train_button.disabled
