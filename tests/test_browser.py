@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -194,6 +195,19 @@ def _assert_no_errors(page) -> None:
         assert "Traceback" not in text and "Error" not in text, text[:2000]
 
 
+@contextmanager
+def _page(browser, artifacts: Path):
+    """A fresh page; on failure a screenshot named after the notebook, then re-raise."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        yield page
+    except Exception:
+        page.screenshot(path=str(artifacts / "FAILED_{}.png".format(page.url.rsplit("/", 1)[-1])))
+        raise
+    finally:
+        page.close()
+
+
 def _image_src(locator) -> str:
     locator.wait_for(timeout=30_000)
     return locator.get_attribute("src") or ""
@@ -213,8 +227,7 @@ def _wait_src_change(page, locator, before: str, timeout_s: float) -> str:
 @pytest.mark.slow
 def test_lesson_09_playground_in_a_browser(server, browser, artifacts: Path) -> None:
     base, token = server
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    try:
+    with _page(browser, artifacts) as page:
         _open_and_run_all(page, base, token, LESSONS[1], timeout_s=150)
         page.screenshot(path=str(artifacts / "09_after_run_all.png"))
         playground = page.locator(
@@ -254,19 +267,13 @@ def test_lesson_09_playground_in_a_browser(server, browser, artifacts: Path) -> 
         page.screenshot(path=str(artifacts / "09_after_train.png"))
         playground.screenshot(path=str(artifacts / "09_panel.png"))
         _assert_no_errors(page)
-    except Exception:
-        page.screenshot(path=str(artifacts / "FAILED_{}.png".format(page.url.rsplit("/", 1)[-1])))
-        raise
-    finally:
-        page.close()
 
 
 @pytest.mark.browser
 @pytest.mark.slow
 def test_lesson_01_slider_in_a_browser(server, browser, artifacts: Path) -> None:
     base, token = server
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    try:
+    with _page(browser, artifacts) as page:
         _open_and_run_all(page, base, token, LESSONS[0], timeout_s=90)
         panel = page.locator(f"{PANEL} .widget-vbox", has=page.locator("text=Warp a Gaussian")).last
         panel.scroll_into_view_if_needed()
@@ -280,8 +287,3 @@ def test_lesson_01_slider_in_a_browser(server, browser, artifacts: Path) -> None
         panel.screenshot(path=str(artifacts / "01_panel_after_slider.png"))
         page.screenshot(path=str(artifacts / "01_after_slider.png"))
         _assert_no_errors(page)
-    except Exception:
-        page.screenshot(path=str(artifacts / "FAILED_{}.png".format(page.url.rsplit("/", 1)[-1])))
-        raise
-    finally:
-        page.close()
