@@ -32,7 +32,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from course_utils.metrics import bits_per_dim
-from course_utils.plots import PALETTE
+from course_utils.plots import PALETTE, finish_axes
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
 
@@ -416,10 +416,7 @@ def score_histograms(
     ax.set(xlabel=xlabel, ylabel="density of images", xlim=(lo, hi))
     if ymax is not None:
         ax.set_ylim(0, ymax)
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize=9)
+    finish_axes(ax, title)
     return fig
 
 
@@ -456,8 +453,5 @@ def roc_plot(
         ylim=(0, 1),
         aspect="equal",
     )
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.13))
+    finish_axes(ax, title, loc="upper center", bbox_to_anchor=(0.5, -0.13))
     return fig

@@ -214,7 +214,7 @@ def nearest_neighbour_fill(
         images: float ``(batch, C, H, W)`` in ``[0, 1]``.
         mask: ``True`` where missing.
         train_images: float ``(N, C, H, W)`` in ``[0, 1]``, the pool to copy from.
-        chunk: training images per matrix product (bounds memory).
+        chunk: training images per matrix product.
     """
     mask = check_inputs(images, mask)
     _check_train(train_images, images)

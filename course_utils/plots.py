@@ -31,6 +31,17 @@ def _axes(ax: Axes | None, figsize: tuple[float, float] = (4.5, 4)) -> tuple[Fig
     return ax.figure, ax
 
 
+def finish_axes(ax: Axes, title: str | None = None, **legend) -> None:
+    """The course's finish for a line or histogram plot: title, light grid, frameless legend.
+
+    Keyword arguments go to ``ax.legend`` (e.g. ``loc``, ``bbox_to_anchor``).
+    """
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(**{"frameon": False, "fontsize": 9, **legend})
+
+
 def save_figure(fig: Figure, name: str, dpi: int = 110) -> Path:
     """Save ``fig`` as ``<figures_dir>/<name>.png`` and return the path.
 
@@ -159,10 +170,7 @@ def loss_curves(
     ax.set(xlabel=xlabel, ylabel=ylabel)
     if ylim is not None:
         ax.set_ylim(ylim)
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize=9)
+    finish_axes(ax, title)
     return fig
 
 
