@@ -32,6 +32,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from course_utils.metrics import bits_per_dim
+from course_utils.models import log_prob_in_batches
 from course_utils.plots import PALETTE, finish_axes
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
@@ -90,9 +91,7 @@ def image_bits_per_dim(
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or len(x) == 0:
         got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must have shape (n, C, H, W) with n >= 1, got {got}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    log_p = torch.cat([model.log_prob(b).cpu() for b in x.split(batch_size)])
+    log_p = log_prob_in_batches(model, x, batch_size).cpu()
     return torch.tensor([bits_per_dim(v[None], model.num_dims) for v in log_p])
 
 

@@ -212,9 +212,7 @@ class Glow(nn.Module):
         Evaluated without gradients, ``batch_size`` images at a time, so a whole
         held-out split fits in memory.
         """
-        with torch.no_grad():
-            log_p = torch.cat([self.log_prob(b) for b in x.split(batch_size)])
-        return bits_per_dim(log_p, self.num_dims)
+        return bits_per_dim(log_prob_in_batches(self, x, batch_size), self.num_dims)
 
     def encode(self, x: Tensor) -> list[Tensor]:
         """Data → latents, one tensor per level (coarsest first)."""
@@ -287,6 +285,14 @@ FULL_RECIPE: dict = {
 }
 
 RECIPES = {"course": COURSE_RECIPE, "reference": REFERENCE_RECIPE, "full": FULL_RECIPE}
+
+
+@torch.no_grad()
+def log_prob_in_batches(model: nn.Module, x: Tensor, batch_size: int = 500) -> Tensor:
+    """``model.log_prob`` of ``x`` ``batch_size`` rows at a time, without gradients: ``(n,)``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    return torch.cat([model.log_prob(part) for part in x.split(batch_size)])
 
 
 def make_optimizer(

@@ -146,6 +146,31 @@ def test_baselines_check_the_training_pool():
         ip.nearest_neighbour_fill(digits(), GOOD_MASK, torch.zeros(5, 1, 28, 28, dtype=torch.uint8))
 
 
+def test_kernel_fill_weights_the_nearest_neighbours_by_distance():
+    train = torch.rand(40, 1, 28, 28)
+    x = torch.rand(3, 1, 28, 28)
+    m = ip.make_masks("noise", 3, fraction=0.5, generator=torch.Generator().manual_seed(4))
+    got = ip.kernel_fill(x, m, train, k=5, bandwidth=0.7)
+    assert torch.equal(got[~m], x[~m])
+    for i in range(3):
+        k = ~m[i]
+        d = torch.stack([((x[i] - t)[k] ** 2).sum() for t in train])
+        near = d.argsort()[:5]
+        w = torch.softmax(-d[near] / (0.7 * d[near[0]]), 0)
+        want = (w[:, None] * train[near][:, m[i]]).sum(0)
+        assert torch.allclose(got[i][m[i]], want, atol=1e-5)
+    # One neighbour is the nearest-neighbour fill; a very wide kernel is the plain mean.
+    assert torch.allclose(ip.kernel_fill(x, m, train, k=1), ip.nearest_neighbour_fill(x, m, train))
+    wide = ip.kernel_fill(x, m, train, k=4, bandwidth=1e9)
+    d = ip._known_distances(x, m, train)
+    mean = train[d.topk(4, largest=False).indices].mean(1)
+    assert torch.allclose(wide[m], mean[m], atol=1e-5)
+    with pytest.raises(ValueError, match="k must be"):
+        ip.kernel_fill(x, m, train, k=0)
+    with pytest.raises(ValueError, match="bandwidth"):
+        ip.kernel_fill(x, m, train, bandwidth=0.0)
+
+
 # ---------------------------------------------------------------- flow methods
 
 
@@ -224,6 +249,79 @@ def test_latent_optimisation_keeps_the_known_pixels_and_stays_finite(model):
     assert ip.latent_inpaint(model, x, m, steps=2).log_prob.shape == (1, 4)
     with pytest.raises(ValueError, match="sigma"):
         ip.latent_inpaint(model, x, m, sigma=0.0)
+
+
+def test_flow_kernel_weighs_each_neighbour_by_the_flows_likelihood_ratio(model):
+    x, m = digits(), ip.make_masks("right", 4)
+    train = (digits(1) + 0.1 * torch.rand(30, 1, 28, 28)).clamp(0, 1)  # cousins of the digits
+    train[..., 14:] = torch.rand(30, 1, 28, 14)  # with different right halves
+    res = ip.flow_kernel_inpaint(model, x, m, train, k=6, bandwidth=1.5, temperature=0.5)
+    assert torch.equal(res.images[~m], x[~m])  # known pixels bit for bit
+    idx, w = res.extra["index"], res.extra["weights"]
+    assert idx.shape == w.shape == (4, 6) and torch.allclose(w.sum(1), torch.ones(4))
+    d = ip._known_distances(x, m, train)
+    assert torch.equal(idx, d.topk(6, largest=False).indices)
+    with torch.no_grad():  # the score by hand: log p with our known pixels − log p of the neighbour
+        for i in range(4):
+            cand = torch.where(m[i], train[idx[i]], x[i])
+            score = model.log_prob(cand) - model.log_prob(train[idx[i]])
+            assert torch.allclose(res.extra["score"][i], score, rtol=1e-4, atol=1e-2)
+            dist = d[i, idx[i]]
+            logits = -dist / (1.5 * dist[0]) + score / (0.5 * m[i].sum())
+            assert torch.allclose(w[i], torch.softmax(logits, 0), atol=1e-4)
+            want = (w[i][:, None, None, None] * cand).sum(0)
+            assert torch.allclose(res.images[i][m[i]], want[m[i]], atol=1e-5)
+        assert torch.allclose(res.log_prob[0], model.log_prob(res.images), rtol=1e-5, atol=1e-3)
+    # The flow's vote moves the weights; at a huge temperature it is the kernel alone.
+    assert (w - res.extra["kernel_weights"]).abs().max() > 1e-3
+    hot = ip.flow_kernel_inpaint(model, x, m, train, k=6, bandwidth=1.5, temperature=1e12)
+    assert torch.allclose(hot.images, ip.kernel_fill(x, m, train, k=6, bandwidth=1.5), atol=1e-5)
+    with pytest.raises(ValueError, match="temperature"):
+        ip.flow_kernel_inpaint(model, x, m, train, temperature=0.0)
+    with pytest.raises(ValueError, match="nothing is masked"):
+        ip.flow_kernel_inpaint(model, x, torch.zeros_like(m), train)
+
+
+class _Blind(torch.nn.Module):
+    """A flow that cannot score images whose top-right pixel is bright (log p = NaN there)."""
+
+    def __init__(self, flow):
+        super().__init__()
+        self.flow = flow
+
+    def log_prob(self, x):
+        lp = self.flow.log_prob(x)
+        return torch.where(x[:, 0, 0, -1] > 0.95, torch.full_like(lp, math.nan), lp)
+
+
+def test_flow_kernel_ignores_neighbours_the_flow_cannot_score(model):
+    x, m = digits(2), ip.make_masks("right", 2)
+    train = torch.rand(20, 1, 28, 28) * 0.5
+    train[3, 0, 0, -1] = 1.0  # the flow gives NaN for any completion that copies this hole
+    res = ip.flow_kernel_inpaint(_Blind(model), x, m, train, k=20)
+    assert torch.isfinite(res.images).all()
+    picked = res.extra["index"] == 3
+    assert picked.sum() == 2 and (res.extra["weights"][picked] == 0).all()
+    # If no neighbour can be scored, the kernel alone decides.
+    train[:, 0, 0, -1] = 1.0
+    res = ip.flow_kernel_inpaint(_Blind(model), x, m, train, k=5)
+    assert torch.allclose(res.images, ip.kernel_fill(x, m, train, k=5), atol=1e-6)
+
+
+def test_compare_runs_every_method_and_tabulates_them(model):
+    x = digits(4)
+    masks = {"centre": ip.make_masks("centre", 4, size=8), "top": ip.make_masks("top", 4)}
+    rows = ip.compare(model, x, masks, torch.rand(20, 1, 28, 28), steps=2, batch_size=2)
+    assert {(r["mask"], r["method"]) for r in rows} == {(k, m) for k in masks for m in ip.METHODS}
+    for r in rows:
+        assert r["flow"] == ip.METHODS[r["method"]] and len(r["psnr_per_image"]) == 4
+        assert math.isfinite(r["psnr"]) and r["seconds_per_batch"] >= 0
+    table = ip.psnr_table(rows).splitlines()
+    assert table[0].split()[1 : 1 + len(ip.METHODS)] == list(ip.METHODS) and len(table) == 3
+    with pytest.raises(ValueError, match="unknown method"):
+        ip.fill("magic", model, x, masks["top"], x)
+    with pytest.raises(ValueError, match="needs a model"):
+        ip.fill("kernel+flow", None, x, masks["top"], x)
 
 
 # --------------------------------------------------------------------- metrics
