@@ -146,8 +146,9 @@ def inpaint_figure(
 
     A plain function (the panel calls it; tests call it directly). Draws the
     masked image, the nearest-neighbour fill, the likelihood ascent from the
-    mean fill, the ascent from the neighbour's fill and the original, each with
-    its hole PSNR, and the log-likelihood of both ascents step by step.
+    mean fill, the ascent from the neighbour's fill, the neighbours weighed by
+    the flow (:func:`course_utils.inpaint.flow_kernel_inpaint`) and the original,
+    each with its hole PSNR, and the log-likelihood of both ascents step by step.
 
     Args:
         model: the trained flow.
@@ -168,6 +169,7 @@ def inpaint_figure(
     nn_fill = ip.nearest_neighbour_fill(x, mask, train_images)
     ascent = ip.pixel_inpaint(model, x, mask, steps, init=ip.mean_fill(x, mask, train_images))
     refined = ip.pixel_inpaint(model, x, mask, steps, init=nn_fill)
+    weighed = ip.flow_kernel_inpaint(model, x, mask, train_images).images
     with torch.no_grad():
         truth = model.log_prob(x).item()
     panels = [
@@ -175,10 +177,11 @@ def inpaint_figure(
         ("nearest neighbour", nn_fill),
         ("likelihood ascent", ascent.images),
         ("neighbour + ascent", refined.images),
+        ("neighbours weighed\nby the flow", weighed),
         ("original", x),
     ]
-    fig = plt.figure(figsize=(12, 2.9))
-    grid = fig.add_gridspec(1, 7)
+    fig = plt.figure(figsize=(13.5, 2.9))
+    grid = fig.add_gridspec(1, len(panels) + 2)
     for i, (name, img) in enumerate(panels):
         ax = fig.add_subplot(grid[0, i])
         shown = img[0].permute(1, 2, 0).clamp(0, 1).numpy()
@@ -187,7 +190,7 @@ def inpaint_figure(
             name += f"\n{masked_psnr(img, x, mask).item():.1f} dB"
         ax.set_title(name, fontsize=9)
         ax.set_axis_off()
-    ax = fig.add_subplot(grid[0, 5:])
+    ax = fig.add_subplot(grid[0, len(panels) :])
     ax.plot(ascent.log_prob[:, 0], label="ascent")
     ax.plot(refined.log_prob[:, 0], label="neighbour + ascent")
     ax.axhline(truth, color="k", ls="--", lw=1, label="original")
