@@ -223,8 +223,7 @@ def nearest_neighbour_fill(
     """
     mask = check_inputs(images, mask)
     _check_train(train_images, images)
-    best = _known_distances(images, mask, train_images, chunk).argmin(1)
-    return torch.where(mask, train_images[best].to(images), images)
+    return _neighbours(images, mask, train_images, 1, chunk)[2][:, 0]
 
 
 #: Neighbours, kernel width and flow temperature of :func:`kernel_fill` and
@@ -236,7 +235,7 @@ BANDWIDTH = 1.0
 FLOW_TEMPERATURE = 0.75
 
 
-def _neighbours(images: Tensor, mask: Tensor, train_images: Tensor, k: int):
+def _neighbours(images: Tensor, mask: Tensor, train_images: Tensor, k: int, chunk: int = 4096):
     """The ``k`` training images nearest on the known pixels.
 
     Returns ``(dist, idx, candidates)``: squared known-pixel distances ``(batch, k)``
@@ -246,7 +245,7 @@ def _neighbours(images: Tensor, mask: Tensor, train_images: Tensor, k: int):
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
     k = min(k, len(train_images))
-    dist, idx = _known_distances(images, mask, train_images).topk(k, dim=1, largest=False)
+    dist, idx = _known_distances(images, mask, train_images, chunk).topk(k, dim=1, largest=False)
     cand = torch.where(mask[:, None], train_images[idx].to(images), images[:, None])
     return dist.clamp_min(0), idx, cand
 
@@ -501,8 +500,7 @@ def stochastic_inpaint(
         k = min(4 * n, len(train_images))
         if k < n:
             raise ValueError(f"train_images holds {len(train_images)} images, fewer than n = {n}")
-        dist = _known_distances(image, mask, train_images)[0]
-        nearest = dist.topk(k, largest=False).indices
+        nearest = _neighbours(image, mask, train_images, k)[1][0]
         pick = nearest[torch.randperm(k, generator=generator)[:n]]
         starts = torch.where(masks, train_images[pick].to(images), images)
     result = pixel_inpaint(
