@@ -30,9 +30,17 @@ The model is the course's Glow of lesson 07, read from its checkpoint (trained
 with ``python -m course_utils.train glow --dataset mnist-9k --minutes 8`` when it
 is missing); the JSON names its dataset, steps and held-out bits/dim.
 
+With ``--tune`` it instead chooses the settings of ``kernel`` and
+``kernel+flow`` (neighbours k, kernel width, flow temperature τ) on other
+held-out digits, 500-999 with masks of another seed, and writes the grid:
+``kernel`` takes the (k, width) of the best mean PSNR over the mask types;
+``kernel+flow`` the (k, width, τ) whose smallest paired gain over the best
+``kernel`` setting of each mask type, in standard errors, is largest.
+
 Usage::
 
     .venv/bin/python benchmarks/inpaint.py --out benchmarks/results/inpaint.json
+    .venv/bin/python benchmarks/inpaint.py --tune --out benchmarks/results/inpaint_tuning.json
 """
 
 from __future__ import annotations
@@ -61,6 +69,10 @@ MASKS = {
     "bottom": {},
 }
 TIME_LIMIT = 10.0
+#: The grid of ``--tune`` and its held-out digits (the comparison uses the first ``--images``).
+TUNE_K, TUNE_WIDTHS = (8, 16, 32), (0.5, 1.0, 2.0)
+TUNE_TEMPERATURES = (0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
+TUNE_DIGITS = slice(500, 1000)
 
 
 def main() -> None:
@@ -72,6 +84,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--masks", nargs="*", default=list(MASKS))
+    parser.add_argument("--tune", action="store_true", help="choose the neighbour settings")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -82,6 +95,8 @@ def main() -> None:
     model, state = load_glow(path)
     train_u8, test_u8 = image_splits(state["extra"]["dataset"])
     train, test = ip.to_unit(train_u8), ip.to_unit(test_u8[: args.images])
+    if args.tune:
+        test = ip.to_unit(test_u8[TUNE_DIGITS])
     hist = state["history"]
     model_info = {
         "checkpoint": str(path),
@@ -92,6 +107,8 @@ def main() -> None:
         "held_out_bpd": hist["eval"][-1] if hist["eval"] else None,
     }
     print(f"model: {model_info}")
+    if args.tune:
+        return tune(model, train, test, args, model_info)
 
     masks = {
         kind: ip.make_masks(
@@ -175,6 +192,94 @@ def main() -> None:
     )
     table = "\n".join(lines)
     print(table)
+    args.out.with_suffix(".txt").write_text(table + "\n")
+
+
+def tune(model, train, test, args, model_info) -> None:
+    """The grid search behind ``ip.NEIGHBOURS``, ``ip.BANDWIDTH`` and ``ip.FLOW_TEMPERATURE``."""
+    from course_utils.metrics import masked_psnr
+
+    psnr = {}  # (k, width, τ or None) → mask → per-image PSNR
+    for kind in args.masks:
+        mask = ip.make_masks(
+            kind, len(test), generator=torch.Generator().manual_seed(2), **MASKS[kind]
+        )
+        # One pass of the flow over the largest k; smaller k are its first columns.
+        res = ip.flow_kernel_inpaint(model, test, mask, train, k=max(TUNE_K))
+        idx, dist, score = (res.extra[key] for key in ("index", "distance", "score"))
+        cand = torch.where(mask[:, None], train[idx], test[:, None])
+        n_missing = mask.flatten(1).sum(1, keepdim=True)
+        for k in TUNE_K:
+            for width in TUNE_WIDTHS:
+                for tau in (None, *TUNE_TEMPERATURES):
+                    if tau is None:
+                        w = ip.neighbour_weights(dist[:, :k], width)
+                    else:
+                        w = ip.neighbour_weights(dist[:, :k], width, score[:, :k], n_missing, tau)
+                    fill = (w[:, :, None, None, None] * cand[:, :k]).sum(1)
+                    out = torch.where(mask, fill, test)
+                    psnr.setdefault((k, width, tau), {})[kind] = masked_psnr(out, test, mask)
+        print(f"{kind}: scored", flush=True)
+
+    def mean(key):
+        return sum(float(v.mean()) for v in psnr[key].values()) / len(args.masks)
+
+    kernels = [key for key in psnr if key[2] is None]
+    kernel = max(kernels, key=mean)
+    best_kernel = {
+        kind: max(kernels, key=lambda c: float(psnr[c][kind].mean())) for kind in args.masks
+    }
+
+    def z_scores(key):
+        out = {}
+        for kind in args.masks:
+            d = psnr[key][kind] - psnr[best_kernel[kind]][kind]
+            out[kind] = float(d.mean() / (d.std() / len(d) ** 0.5))
+        return out
+
+    flows = sorted(
+        (key for key in psnr if key[2] is not None),
+        key=lambda c: min(z_scores(c).values()),
+        reverse=True,
+    )
+    chosen = flows[0]
+    lines = [
+        f"tuning on held-out digits {TUNE_DIGITS.start}-{TUNE_DIGITS.stop - 1} of "
+        f"{model_info['dataset']} (masks of seed 2); hole PSNR in dB",
+        f"{'setting':24s}" + "".join(f"{k:>9s}" for k in args.masks) + "     mean  min z",
+    ]
+    for key in [kernel, *flows[:8]]:
+        name = f"k={key[0]} width={key[1]}" + ("" if key[2] is None else f" τ={key[2]}")
+        z = "" if key[2] is None else f"{min(z_scores(key).values()):7.1f}"
+        lines.append(
+            f"{name:24s}"
+            + "".join(f"{float(psnr[key][k].mean()):9.2f}" for k in args.masks)
+            + f"{mean(key):9.2f}{z}"
+        )
+    lines.append(
+        f"chosen: kernel k={kernel[0]} width={kernel[1]}; kernel+flow k={chosen[0]} "
+        f"width={chosen[1]} τ={chosen[2]} (in course_utils.inpaint: k={ip.NEIGHBOURS} "
+        f"width={ip.BANDWIDTH} τ={ip.FLOW_TEMPERATURE})"
+    )
+    table = "\n".join(lines)
+    print(table)
+    result = {
+        "model": model_info,
+        "digits": [TUNE_DIGITS.start, TUNE_DIGITS.stop],
+        "kernel": {"k": kernel[0], "width": kernel[1]},
+        "kernel+flow": {"k": chosen[0], "width": chosen[1], "temperature": chosen[2]},
+        "grid": [
+            {
+                "k": key[0],
+                "width": key[1],
+                "temperature": key[2],
+                "psnr": {kind: float(v.mean()) for kind, v in psnr[key].items()},
+            }
+            for key in psnr
+        ],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
     args.out.with_suffix(".txt").write_text(table + "\n")
 
 

@@ -227,9 +227,8 @@ def nearest_neighbour_fill(
 
 
 #: Neighbours, kernel width and flow temperature of :func:`kernel_fill` and
-#: :func:`flow_kernel_inpaint`. They were chosen on held-out digits 500–999 of
-#: mnist-9k (16 of 8/16/32 neighbours, width 1 of 0.5/1/2, temperature 0.75 of
-#: 0.3–2 nats per missing pixel); the benchmark scores digits 0–255.
+#: :func:`flow_kernel_inpaint`, chosen on held-out digits 500–999 of mnist-9k by
+#: ``benchmarks/inpaint_tuning.py``; ``benchmarks/inpaint.py`` scores digits 0–255.
 NEIGHBOURS = 16
 BANDWIDTH = 1.0
 FLOW_TEMPERATURE = 0.75
@@ -257,9 +256,35 @@ def _kernel_logits(dist: Tensor, bandwidth: float) -> Tensor:
     return -dist / (bandwidth * dist[:, :1].clamp_min(1e-3))
 
 
-def _weighted(cand: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
-    weights = torch.softmax(logits, dim=1)
-    return (weights[:, :, None, None, None] * cand).sum(1), weights
+def neighbour_weights(
+    dist: Tensor,
+    bandwidth: float = BANDWIDTH,
+    score: Tensor | None = None,
+    n_missing: Tensor | None = None,
+    temperature: float = FLOW_TEMPERATURE,
+) -> Tensor:
+    """Weights ``(batch, k)`` of neighbours, from their distances and the flow's scores.
+
+    ``softmax(−d_i / (bandwidth · d₁) + s_i / (temperature · n))`` over each row,
+    with ``d`` the squared known-pixel distances in increasing order (``d₁`` the
+    nearest), ``s`` the flow's scores (see :func:`flow_kernel_inpaint`) and ``n``
+    ``(batch, 1)`` the missing values per image. Without ``score``, the kernel
+    alone. A neighbour with a non-finite score gets no weight, unless no
+    neighbour of the image has a finite one: then the kernel decides.
+    """
+    logits = _kernel_logits(dist, bandwidth)
+    if score is not None:
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        vote = score / (temperature * n_missing)
+        vote = torch.where(torch.isfinite(vote), vote, torch.full_like(vote, -torch.inf))
+        blind = ~torch.isfinite(vote).any(1, keepdim=True)
+        logits = logits + torch.where(blind, torch.zeros_like(vote), vote)
+    return torch.softmax(logits, dim=1)
+
+
+def _average(cand: Tensor, weights: Tensor) -> Tensor:
+    return (weights[:, :, None, None, None] * cand).sum(1)
 
 
 def kernel_fill(
@@ -280,7 +305,7 @@ def kernel_fill(
     mask = check_inputs(images, mask)
     _check_train(train_images, images)
     dist, _, cand = _neighbours(images, mask, train_images, k)
-    return torch.where(mask, _weighted(cand, _kernel_logits(dist, bandwidth))[0], images)
+    return torch.where(mask, _average(cand, neighbour_weights(dist, bandwidth)), images)
 
 
 def _known_distances(images: Tensor, mask: Tensor, train_images: Tensor, chunk: int = 4096):
@@ -615,8 +640,9 @@ def flow_kernel_inpaint(
     hole likelier than any stroke, so ``log p(x_known ⊕ c_i)`` alone prefers
     the emptiest neighbour (the same likelihood-ratio idea as lesson 10). The
     weights are ``softmax(−d_i / (bandwidth · d₁) + s_i / (temperature · n))``
-    with ``n`` the number of missing values, and the fill is the weighted
-    average of the ``c_i``. With ``temperature → ∞`` it is :func:`kernel_fill`.
+    (:func:`neighbour_weights`) with ``n`` the number of missing values, and the
+    fill is the weighted average of the ``c_i``. With ``temperature → ∞`` it is
+    :func:`kernel_fill`.
 
     Args:
         model: a flow with ``log_prob(x) -> (batch,)`` on ``[0, 1]`` images.
@@ -631,8 +657,8 @@ def flow_kernel_inpaint(
     Returns:
         :class:`InpaintResult`: ``images``; ``log_prob`` ``(1, batch)``, the log p
         of the completions; ``extra`` with ``"index"`` (the neighbours, ``(batch, k)``),
-        ``"weights"`` and ``"kernel_weights"`` (``(batch, k)``, with and without the
-        flow's vote) and ``"score"`` (the ``s_i``).
+        ``"distance"`` (the ``d_i``), ``"score"`` (the ``s_i``), ``"weights"`` and
+        ``"kernel_weights"`` (with and without the flow's vote).
     """
     mask = check_inputs(images, mask)
     _check_train(train_images, images)
@@ -642,28 +668,23 @@ def flow_kernel_inpaint(
     start = time.perf_counter()
     try:
         dist, idx, cand = _neighbours(images, mask, train_images, k)
-        kernel = _kernel_logits(dist, bandwidth)
         with torch.no_grad():
             here = log_prob_in_batches(model, cand.flatten(0, 1), batch_size).view_as(dist)
             pool, where = idx.unique(return_inverse=True)
             own = log_prob_in_batches(model, train_images[pool].to(images), batch_size)[where]
             score = here - own
-            vote = score / (temperature * mask.flatten(1).sum(1, keepdim=True))
-            # A neighbour the flow cannot score (non-finite log p) gets no weight,
-            # unless no neighbour of the image can be scored: then the kernel decides.
-            vote = torch.where(torch.isfinite(vote), vote, torch.full_like(vote, -torch.inf))
-            blind = ~torch.isfinite(vote).any(1, keepdim=True)
-            vote = torch.where(blind, torch.zeros_like(vote), vote)
-            fill_, weights = _weighted(cand, kernel + vote)
-            out = torch.where(mask, fill_, images)
+            n_missing = mask.flatten(1).sum(1, keepdim=True)
+            weights = neighbour_weights(dist, bandwidth, score, n_missing, temperature)
+            out = torch.where(mask, _average(cand, weights), images)
             log_p = model.log_prob(out)
     finally:
         restore()
     extra = {
         "index": idx,
-        "weights": weights,
-        "kernel_weights": torch.softmax(kernel, 1),
+        "distance": dist,
         "score": score,
+        "weights": weights,
+        "kernel_weights": neighbour_weights(dist, bandwidth),
     }
     return InpaintResult(out, log_p[None], time.perf_counter() - start, extra)
 

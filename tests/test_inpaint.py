@@ -261,6 +261,7 @@ def test_flow_kernel_weighs_each_neighbour_by_the_flows_likelihood_ratio(model):
     assert idx.shape == w.shape == (4, 6) and torch.allclose(w.sum(1), torch.ones(4))
     d = ip._known_distances(x, m, train)
     assert torch.equal(idx, d.topk(6, largest=False).indices)
+    assert torch.allclose(res.extra["distance"], d.gather(1, idx).clamp_min(0))
     with torch.no_grad():  # the score by hand: log p with our known pixels − log p of the neighbour
         for i in range(4):
             cand = torch.where(m[i], train[idx[i]], x[i])
