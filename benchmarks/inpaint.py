@@ -207,17 +207,14 @@ def tune(model, train, test, args, model_info) -> None:
         # One pass of the flow over the largest k; smaller k are its first columns.
         res = ip.flow_kernel_inpaint(model, test, mask, train, k=max(TUNE_K))
         idx, dist, score = (res.extra[key] for key in ("index", "distance", "score"))
-        cand = torch.where(mask[:, None], train[idx], test[:, None])
-        n_missing = mask.flatten(1).sum(1, keepdim=True)
         for k in TUNE_K:
             for width in TUNE_WIDTHS:
                 for tau in (None, *TUNE_TEMPERATURES):
                     if tau is None:
                         w = ip.neighbour_weights(dist[:, :k], width)
                     else:
-                        w = ip.neighbour_weights(dist[:, :k], width, score[:, :k], n_missing, tau)
-                    fill = (w[:, :, None, None, None] * cand[:, :k]).sum(1)
-                    out = torch.where(mask, fill, test)
+                        w = ip.neighbour_weights(dist[:, :k], width, score[:, :k], mask, tau)
+                    out = ip.blend_neighbours(test, mask, train, idx[:, :k], w)
                     psnr.setdefault((k, width, tau), {})[kind] = masked_psnr(out, test, mask)
         print(f"{kind}: scored", flush=True)
 

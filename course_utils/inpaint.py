@@ -223,7 +223,8 @@ def nearest_neighbour_fill(
     """
     mask = check_inputs(images, mask)
     _check_train(train_images, images)
-    return _neighbours(images, mask, train_images, 1, chunk)[2][:, 0]
+    dist, idx = _neighbours(images, mask, train_images, 1, chunk)
+    return blend_neighbours(images, mask, train_images, idx, torch.ones_like(dist))
 
 
 #: Neighbours, kernel width and flow temperature of :func:`kernel_fill` and
@@ -237,16 +238,14 @@ FLOW_TEMPERATURE = 0.75
 def _neighbours(images: Tensor, mask: Tensor, train_images: Tensor, k: int, chunk: int = 4096):
     """The ``k`` training images nearest on the known pixels.
 
-    Returns ``(dist, idx, candidates)``: squared known-pixel distances ``(batch, k)``
-    in increasing order, their indices into ``train_images``, and the completions
-    ``(batch, k, C, H, W)`` that copy each neighbour's pixels into the hole.
+    Returns ``(dist, idx)``: squared known-pixel distances ``(batch, k)`` in
+    increasing order, and their indices into ``train_images``.
     """
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
     k = min(k, len(train_images))
     dist, idx = _known_distances(images, mask, train_images, chunk).topk(k, dim=1, largest=False)
-    cand = torch.where(mask[:, None], train_images[idx].to(images), images[:, None])
-    return dist.clamp_min(0), idx, cand
+    return dist.clamp_min(0), idx
 
 
 def _kernel_logits(dist: Tensor, bandwidth: float) -> Tensor:
@@ -260,7 +259,7 @@ def neighbour_weights(
     dist: Tensor,
     bandwidth: float = BANDWIDTH,
     score: Tensor | None = None,
-    n_missing: Tensor | None = None,
+    mask: Tensor | None = None,
     temperature: float = FLOW_TEMPERATURE,
 ) -> Tensor:
     """Weights ``(batch, k)`` of neighbours, from their distances and the flow's scores.
@@ -268,7 +267,7 @@ def neighbour_weights(
     ``softmax(−d_i / (bandwidth · d₁) + s_i / (temperature · n))`` over each row,
     with ``d`` the squared known-pixel distances in increasing order (``d₁`` the
     nearest), ``s`` the flow's scores (see :func:`flow_kernel_inpaint`) and ``n``
-    ``(batch, 1)`` the missing values per image. Without ``score``, the kernel
+    the missing values of each image's ``mask``. Without ``score``, the kernel
     alone. A neighbour with a non-finite score gets no weight, unless no
     neighbour of the image has a finite one: then the kernel decides.
     """
@@ -276,15 +275,30 @@ def neighbour_weights(
     if score is not None:
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
-        vote = score / (temperature * n_missing)
+        if mask is None:
+            raise ValueError("a score needs the mask: its missing values scale the vote")
+        vote = score / (temperature * mask.flatten(1).sum(1, keepdim=True))
         vote = torch.where(torch.isfinite(vote), vote, torch.full_like(vote, -torch.inf))
         blind = ~torch.isfinite(vote).any(1, keepdim=True)
         logits = logits + torch.where(blind, torch.zeros_like(vote), vote)
     return torch.softmax(logits, dim=1)
 
 
-def _average(cand: Tensor, weights: Tensor) -> Tensor:
-    return (weights[:, :, None, None, None] * cand).sum(1)
+def blend_neighbours(
+    images: Tensor, mask: Tensor, train_images: Tensor, index: Tensor, weights: Tensor
+) -> Tensor:
+    """Fill each hole with the weighted average of training images ``index`` ``(batch, k)``.
+
+    The known pixels come back unchanged; ``weights`` ``(batch, k)`` are e.g.
+    :func:`neighbour_weights` of the neighbours :func:`flow_kernel_inpaint` found.
+    """
+    if index.shape != weights.shape or index.shape[0] != len(images):
+        raise ValueError(
+            f"index and weights must both be (batch, k) with batch = {len(images)}, "
+            f"got {tuple(index.shape)} and {tuple(weights.shape)}"
+        )
+    fill = (weights[:, :, None, None, None] * train_images[index].to(images)).sum(1)
+    return torch.where(mask, fill, images)
 
 
 def kernel_fill(
@@ -304,8 +318,8 @@ def kernel_fill(
     """
     mask = check_inputs(images, mask)
     _check_train(train_images, images)
-    dist, _, cand = _neighbours(images, mask, train_images, k)
-    return torch.where(mask, _average(cand, neighbour_weights(dist, bandwidth)), images)
+    dist, idx = _neighbours(images, mask, train_images, k)
+    return blend_neighbours(images, mask, train_images, idx, neighbour_weights(dist, bandwidth))
 
 
 def _known_distances(images: Tensor, mask: Tensor, train_images: Tensor, chunk: int = 4096):
@@ -657,8 +671,9 @@ def flow_kernel_inpaint(
     Returns:
         :class:`InpaintResult`: ``images``; ``log_prob`` ``(1, batch)``, the log p
         of the completions; ``extra`` with ``"index"`` (the neighbours, ``(batch, k)``),
-        ``"distance"`` (the ``d_i``), ``"score"`` (the ``s_i``), ``"weights"`` and
-        ``"kernel_weights"`` (with and without the flow's vote).
+        ``"distance"`` (the ``d_i``), ``"log_p_candidates"`` (``log p(x_known ⊕ c_i)``),
+        ``"score"`` (the ``s_i``), ``"weights"`` and ``"kernel_weights"`` (with and
+        without the flow's vote).
     """
     mask = check_inputs(images, mask)
     _check_train(train_images, images)
@@ -667,21 +682,22 @@ def flow_kernel_inpaint(
     restore = _frozen(model)
     start = time.perf_counter()
     try:
-        dist, idx, cand = _neighbours(images, mask, train_images, k)
+        dist, idx = _neighbours(images, mask, train_images, k)
+        cand = torch.where(mask[:, None], train_images[idx].to(images), images[:, None])
         with torch.no_grad():
             here = log_prob_in_batches(model, cand.flatten(0, 1), batch_size).view_as(dist)
             pool, where = idx.unique(return_inverse=True)
             own = log_prob_in_batches(model, train_images[pool].to(images), batch_size)[where]
             score = here - own
-            n_missing = mask.flatten(1).sum(1, keepdim=True)
-            weights = neighbour_weights(dist, bandwidth, score, n_missing, temperature)
-            out = torch.where(mask, _average(cand, weights), images)
+            weights = neighbour_weights(dist, bandwidth, score, mask, temperature)
+            out = blend_neighbours(images, mask, train_images, idx, weights)
             log_p = model.log_prob(out)
     finally:
         restore()
     extra = {
         "index": idx,
         "distance": dist,
+        "log_p_candidates": here,
         "score": score,
         "weights": weights,
         "kernel_weights": neighbour_weights(dist, bandwidth),

@@ -265,6 +265,9 @@ def test_flow_kernel_weighs_each_neighbour_by_the_flows_likelihood_ratio(model):
     with torch.no_grad():  # the score by hand: log p with our known pixels − log p of the neighbour
         for i in range(4):
             cand = torch.where(m[i], train[idx[i]], x[i])
+            assert torch.allclose(
+                res.extra["log_p_candidates"][i], model.log_prob(cand), rtol=1e-4, atol=1e-2
+            )
             score = model.log_prob(cand) - model.log_prob(train[idx[i]])
             assert torch.allclose(res.extra["score"][i], score, rtol=1e-4, atol=1e-2)
             dist = d[i, idx[i]]
@@ -279,6 +282,10 @@ def test_flow_kernel_weighs_each_neighbour_by_the_flows_likelihood_ratio(model):
     assert torch.allclose(hot.images, ip.kernel_fill(x, m, train, k=6, bandwidth=1.5), atol=1e-5)
     with pytest.raises(ValueError, match="temperature"):
         ip.flow_kernel_inpaint(model, x, m, train, temperature=0.0)
+    with pytest.raises(ValueError, match="needs the mask"):
+        ip.neighbour_weights(res.extra["distance"], score=res.extra["score"])
+    with pytest.raises(ValueError, match=r"\(batch, k\)"):
+        ip.blend_neighbours(x, m, train, idx, w[:, :3])
     with pytest.raises(ValueError, match="nothing is masked"):
         ip.flow_kernel_inpaint(model, x, torch.zeros_like(m), train)
 
