@@ -12,7 +12,7 @@ default settings), then times, through the widgets themselves:
 Both timings include rendering the figure to PNG, which a notebook does
 before the browser can show it.
 
-The lesson starts the panel from its trained model (a); here the model is a
+The lesson starts the panel from a copy of its trained model (b); here the model is a
 fresh one of the same architecture, because the cost of a step does not
 depend on the weights. Each click continues the previous one, as in class.
 

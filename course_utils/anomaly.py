@@ -25,15 +25,14 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from course_utils.metrics import bits_per_dim
+from course_utils.metrics import bits_per_dim_each
 from course_utils.models import log_prob_in_batches
-from course_utils.plots import PALETTE, finish_axes
+from course_utils.plots import PALETTE, figure_and_axes, finish_axes
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
 
@@ -92,7 +91,7 @@ def image_bits_per_dim(
         got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must have shape (n, C, H, W) with n >= 1, got {got}")
     log_p = log_prob_in_batches(model, x, batch_size).cpu()
-    return torch.tensor([bits_per_dim(v[None], model.num_dims) for v in log_p])
+    return bits_per_dim_each(log_p.double(), model.num_dims).float()
 
 
 def compressed_bits_per_dim(images: torch.Tensor | np.ndarray, level: int = 9) -> torch.Tensor:
@@ -237,6 +236,20 @@ def typicality(
         n_groups = len(values) // group_size
         values = values[order[: n_groups * group_size]].reshape(n_groups, group_size).mean(1)
     return (values - reference).abs().float()
+
+
+def typicality_auc(
+    in_bpd: ArrayLike, out_bpd: ArrayLike, reference: float, group_size: int, seed: int = 0
+) -> float:
+    """ROC-AUC of :func:`typicality` with groups of ``group_size``: in-distribution vs OOD.
+
+    The in-distribution images are shuffled into groups with seed ``seed``, the
+    OOD ones with ``seed + 1``, so the same call always gives the same AUC.
+    """
+    return auc_against(
+        typicality(in_bpd, reference, group_size, torch.Generator().manual_seed(seed)),
+        typicality(out_bpd, reference, group_size, torch.Generator().manual_seed(seed + 1)),
+    )
 
 
 # -------------------------------------------------------------------- ROC
@@ -388,10 +401,7 @@ def score_histograms(
     arrays = {k: _scores(f"scores[{k!r}]", v) for k, v in scores.items()}
     if not arrays:
         raise ValueError("scores is empty; give at least one set")
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
-    else:
-        fig = ax.figure
+    fig, ax = figure_and_axes(ax, (7, 3.8))
     lo = min(a.min() for a in arrays.values()) if xlim is None else xlim[0]
     hi = max(a.max() for a in arrays.values()) if xlim is None else xlim[1]
     if not hi > lo:  # one value in every set: give the bins a width
@@ -434,15 +444,12 @@ def roc_plot(
     Returns:
         The figure.
     """
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(4.5, 4.5), layout="constrained")
-    else:
-        fig = ax.figure
+    fig, ax = figure_and_axes(ax, (4.5, 4.5))
     for k, (name, (a, b)) in enumerate(curves.items()):
         a, b = _scores(f"{name} in_scores", a), _scores(f"{name} out_scores", b)
-        labels = np.concatenate([np.zeros(len(a)), np.ones(len(b))])
-        fpr, tpr = roc_curve(labels, np.concatenate([a, b]))
-        auc = roc_auc(labels, np.concatenate([a, b]))
+        labels, pooled = np.concatenate([np.zeros(len(a)), np.ones(len(b))]), np.concatenate([a, b])
+        fpr, tpr = roc_curve(labels, pooled)
+        auc = roc_auc(labels, pooled)
         ax.plot(fpr, tpr, color=PALETTE[k % len(PALETTE)], lw=2, label=f"{name}: AUC {auc:.3f}")
     ax.plot([0, 1], [0, 1], ":", color="0.5", lw=1.2, label="chance: AUC 0.5")
     ax.set(

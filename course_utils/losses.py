@@ -37,15 +37,16 @@ Direction convention (normflows'): ``forward`` maps latent → data,
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 
-from course_utils.models import Glow
+from course_utils.metrics import bits_per_dim, bits_per_dim_each
+from course_utils.models import Glow, dequantize
+from course_utils.train import train
 
 Tensor = torch.Tensor
-LN2 = math.log(2.0)
 
 
 def _check_images(x: Tensor, name: str, channels: int | None = None) -> None:
@@ -109,8 +110,7 @@ def nll_term(log_p: Tensor, num_dims: int, scaled: bool = True) -> Tensor:
     """
     if log_p.ndim != 1 or len(log_p) == 0:
         raise ValueError(f"log_p must have shape (batch,), got {tuple(log_p.shape)}")
-    nll = -log_p.mean()
-    return nll / (num_dims * LN2) + 8.0 if scaled else nll
+    return bits_per_dim_each(log_p, num_dims).mean() if scaled else -log_p.mean()
 
 
 def perturbed_reconstruction(
@@ -119,6 +119,7 @@ def perturbed_reconstruction(
     sigma: float,
     z: list[Tensor] | None = None,
     generator: torch.Generator | None = None,
+    per_image: bool = False,
 ) -> Tensor:
     """``R = mean((f⁻¹(f(x) + σε) − x)²)``: how far a small latent move throws the image.
 
@@ -129,9 +130,10 @@ def perturbed_reconstruction(
         z: the latents ``f(x)`` if already computed (they must carry gradients
             for ``R`` to train the encoder side too).
         generator: seeds ``ε``.
+        per_image: return one mean per image, ``(batch,)``, instead of one scalar.
 
     Returns:
-        The mean squared error per pixel, a scalar tensor.
+        The mean squared error per pixel, a scalar tensor (or ``(batch,)``).
     """
     _check_weight(sigma, "sigma")
     if z is None:
@@ -139,7 +141,8 @@ def perturbed_reconstruction(
     else:
         _check_images(x, "x")
     moved = [zi + sigma * torch.randn(zi.shape, generator=generator).to(zi) for zi in z]
-    return (model.decode(moved) - x).pow(2).mean()
+    error = (model.decode(moved) - x).pow(2)
+    return error.flatten(1).mean(1) if per_image else error.mean()
 
 
 def channel_means(x: Tensor) -> Tensor:
@@ -268,9 +271,6 @@ class LossConfig:
         if self.n_samples < 1:
             raise ValueError(f"n_samples must be positive, got {self.n_samples}")
 
-    def asdict(self) -> dict:
-        return asdict(self)
-
 
 class LossTerms(NamedTuple):
     """The loss and its parts, each a scalar tensor.
@@ -316,7 +316,7 @@ def composite_loss(
         total = total + config.alpha * recon
     if config.beta > 0:
         total = total + config.beta * channel
-    return LossTerms(total, nll, recon.detach() if config.alpha == 0 else recon, channel)
+    return LossTerms(total, nll, recon, channel)
 
 
 # ------------------------------------------------------- training with terms
@@ -401,16 +401,12 @@ def fit(
         ``(terms, history)``: the :class:`TermHistory` and the
         :class:`course_utils.train.History` of this call.
     """
-    from course_utils.train import train
-
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError(
             f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
         )
     if steps < 1:
         raise ValueError(f"steps must be positive, got {steps}")
-    from course_utils.models import dequantize
-
     terms = TermHistory.empty() if terms is None else terms
     noise = torch.Generator().manual_seed(seed + 1)
     done = [0]
@@ -472,23 +468,25 @@ def evaluate(
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    bpd = model.bits_per_dim(test)
     samples = sample_with_grad(model, n_samples, temperature, True, generator)
     ok = torch.isfinite(samples.flatten(1)).all(1)
     samples = samples[ok].clamp(0, 1)
-    errors = []
-    for batch in test.split(500):
-        z = model.encode(batch)
-        moved = [zi + sigma * torch.randn(zi.shape, generator=generator) for zi in z]
-        errors.append((model.decode(moved) - batch).pow(2).flatten(1).mean(1))
+    log_ps, errors = [], []
+    for batch in test.split(500):  # one inverse pass gives log p and the latents
+        log_p, z = log_prob_and_latents(model, batch)
+        log_ps.append(log_p)
+        errors.append(perturbed_reconstruction(model, batch, sigma, z, generator, per_image=True))
     per_image = torch.cat(errors)
     finite = torch.isfinite(per_image)
-    diff = (channel_means(test) - channel_means(samples)).abs() if len(samples) else None
+    if len(samples):
+        diff = (channel_means(test) - channel_means(samples)).abs()
+    else:  # every sample overflowed: no colour statistics
+        diff = torch.full((test.shape[1],), math.nan)
     model.train(was_training)
     return {
-        "bpd": bpd,
-        "channel_error": diff.tolist() if diff is not None else [math.nan] * test.shape[1],
-        "channel_gap": float(torch.linalg.vector_norm(diff)) if diff is not None else math.nan,
+        "bpd": bits_per_dim(torch.cat(log_ps), model.num_dims),
+        "channel_error": diff.tolist(),
+        "channel_gap": float(torch.linalg.vector_norm(diff)),
         "recon": float(per_image[finite].mean()) if finite.any() else math.nan,
         "recon_overflow": float((~finite).float().mean()),
         "sample_overflow": float((~ok).float().mean()),

@@ -58,12 +58,23 @@ def bits_per_dim(log_prob: torch.Tensor, num_dims: int, n_bins: int = 256) -> fl
     >>> round(bits_per_dim(torch.zeros(4), 784), 6)  # uniform density on [0,1)^D
     8.0
     """
+    nll(log_prob)  # validates the shape
+    return float(bits_per_dim_each(log_prob.detach().double(), num_dims, n_bins).mean())
+
+
+def bits_per_dim_each(log_prob: torch.Tensor, num_dims: int, n_bins: int = 256) -> torch.Tensor:
+    """Bits per dimension of each example, ``(batch,) -> (batch,)``, as :func:`bits_per_dim`.
+
+    Differentiable, so it also serves as a training loss on the bits/dim scale.
+
+    >>> bits_per_dim_each(torch.tensor([0.0, -784 * math.log(2)]), 784).tolist()
+    [8.0, 9.0]
+    """
     if num_dims <= 0:
         raise ValueError(f"num_dims must be positive, got {num_dims}")
     if n_bins < 1:
         raise ValueError(f"n_bins must be positive, got {n_bins}")
-    nats = nll(log_prob) + num_dims * math.log(n_bins)
-    return nats / (num_dims * math.log(2))
+    return (num_dims * math.log(n_bins) - log_prob) / (num_dims * math.log(2))
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

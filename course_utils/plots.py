@@ -24,7 +24,10 @@ PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F
 DENSITY_CMAP = "magma"
 
 
-def _axes(ax: Axes | None, figsize: tuple[float, float] = (4.5, 4)) -> tuple[Figure, Axes]:
+def figure_and_axes(
+    ax: Axes | None, figsize: tuple[float, float] = (4.5, 4)
+) -> tuple[Figure, Axes]:
+    """``ax`` and its figure, or a new figure of ``figsize`` with one axes when ``ax`` is None."""
     if ax is None:
         fig, ax = plt.subplots(figsize=figsize, layout="constrained")
         return fig, ax
@@ -92,7 +95,7 @@ def density_contour(
     Returns:
         The figure.
     """
-    fig, ax = _axes(ax)
+    fig, ax = figure_and_axes(ax)
     xx, yy, pts = grid_2d(xlim, ylim, n)
     lp = torch.cat([log_prob(chunk).cpu() for chunk in pts.split(8192)])
     dens = torch.exp(lp).reshape(n, n).nan_to_num(0.0)
@@ -116,7 +119,7 @@ def sample_scatter(
     label: str | None = None,
 ) -> Figure:
     """A scatter of 2D points ``(n, 2)``."""
-    fig, ax = _axes(ax)
+    fig, ax = figure_and_axes(ax)
     pts = samples.detach().cpu().numpy() if isinstance(samples, torch.Tensor) else samples
     ax.scatter(pts[:, 0], pts[:, 1], s=s, alpha=0.5, color=color, linewidths=0, label=label)
     if xlim is not None:
@@ -159,7 +162,7 @@ def loss_curves(
     Returns:
         The figure.
     """
-    fig, ax = _axes(ax, (6, 4))
+    fig, ax = figure_and_axes(ax, (6, 4))
     for k, (label, values) in enumerate(curves.items()):
         xs = np.arange(1, len(values) + 1) * x_every
         ls = (styles or {}).get(label, "-")
@@ -198,7 +201,7 @@ def image_grid(
         r, q = divmod(i, ncol)
         top, left = pad + r * (h + pad), pad + q * (w + pad)
         canvas[:, top : top + h, left : left + w] = imgs[i]
-    fig, ax = _axes(ax, (ncol * 0.6 + 0.4, rows * 0.6 + 0.4))
+    fig, ax = figure_and_axes(ax, (ncol * 0.6 + 0.4, rows * 0.6 + 0.4))
     if c == 1:
         ax.imshow(canvas[0].numpy(), cmap="gray", vmin=0, vmax=1)
     else:

@@ -240,10 +240,11 @@ class PlaygroundState:
         test: dequantized held-out images used by the history table.
         terms: every step's loss terms, all runs together
             (:class:`course_utils.losses.TermHistory`).
-        run_ends: the step count at the end of each run.
-        runs: one dict per run: its settings and held-out measures.
-        sample_seed: seeds the noise of the sample grid, so that a new
-            temperature rescales the same noise and only the temperature changes.
+        runs: one dict per run: its settings, held-out measures and
+            ``total_steps``, the step count at its end.
+        seed: seeds the batches and, for every figure, the noise of the sample
+            grid, so that a new temperature rescales the same noise and only the
+            temperature changes.
     """
 
     def __init__(
@@ -255,8 +256,6 @@ class PlaygroundState:
         seed: int = 0,
     ) -> None:
         import copy
-
-        import torch
 
         from course_utils.losses import PLAYGROUND_RECIPE, TermHistory
         from course_utils.models import dequantize, make_optimizer
@@ -275,10 +274,8 @@ class PlaygroundState:
         self.train_images = train_images
         self.test = dequantize(test_images[:n_test], torch.Generator().manual_seed(1))
         self.terms = TermHistory.empty()
-        self.run_ends: list[int] = []
         self.runs: list[dict] = []
         self.seed = seed
-        self.sample_seed = seed
         self._initial = copy.deepcopy(
             {
                 "model": model.state_dict(),
@@ -296,7 +293,7 @@ class PlaygroundState:
         self.scheduler.load_state_dict(self._initial["scheduler"])
         self.model.eval()
         self.terms = TermHistory.empty()
-        self.run_ends, self.runs = [], []
+        self.runs = []
 
 
 def playground_train(
@@ -348,7 +345,6 @@ def playground_train(
         on_step=on_step,
     )
     seconds = time.perf_counter() - t0
-    state.run_ends.append(len(state.terms))
     measures = evaluate(state.model, state.test, temperature, sigma, seed=state.seed)
     row = {
         "run": len(state.runs) + 1,
@@ -373,21 +369,19 @@ def playground_figure(state: PlaygroundState, temperature: float = 0.7, n: int =
     Args:
         state: the playground.
         temperature: the samples' temperature (the same noise, rescaled, at
-            every temperature: see :attr:`PlaygroundState.sample_seed`).
+            every temperature: see :attr:`PlaygroundState.seed`).
         n: number of samples in the grid.
 
     Returns:
         The figure: a sample grid and one panel per loss term, with a dotted
         line where each run ended.
     """
-    import torch
-
     from course_utils.losses import sample_with_grad
     from course_utils.plots import PALETTE, image_grid
 
     with torch.no_grad():
         samples = sample_with_grad(
-            state.model, n, temperature, True, torch.Generator().manual_seed(state.sample_seed)
+            state.model, n, temperature, True, torch.Generator().manual_seed(state.seed)
         )
     fig = plt.figure(figsize=(10, 3.8), layout="constrained")
     grid = fig.add_gridspec(3, 2, width_ratios=[1, 1.5])
@@ -396,21 +390,25 @@ def playground_figure(state: PlaygroundState, temperature: float = 0.7, n: int =
     ax.set_title(f"samples at T = {temperature:.2f}")
     names = {
         "nll": "NLL (bits/dim)",
-        "recon": "R",
-        "channel": "channel-mean gap",
+        "recon": "R (perturbed\nreconstruction)",
+        "channel": "colour gap",
     }
     for k, (name, label) in enumerate(names.items()):
         ax = fig.add_subplot(grid[k, 1])
         values = getattr(state.terms, name)
-        if values:
-            ax.plot(range(1, len(values) + 1), values, color=PALETTE[k], lw=1.2)
-        for end in state.run_ends[:-1]:
-            ax.axvline(end + 0.5, color="0.5", ls=":", lw=1)
         finite = [v for v in values if math.isfinite(v) and v > 0]
+        power = 0  # small values are drawn in units of 10^power, named in the label
         if name == "recon" and finite and max(finite) > 10 * min(finite):
             ax.set_yscale("log")  # R spans decades when σ or α change between runs
-        else:
-            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+        elif finite and max(finite) < 1e-2:
+            power = math.floor(math.log10(max(finite)))
+            label += f" (×1e{power})"
+        if values:
+            ax.plot(
+                range(1, len(values) + 1), [v / 10**power for v in values], color=PALETTE[k], lw=1.2
+            )
+        for run in state.runs[:-1]:
+            ax.axvline(run["total_steps"] + 0.5, color="0.5", ls=":", lw=1)
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from matplotlib.patches import Rectangle
+from oracles import perturb
 from sklearn import metrics
 
 from course_utils.anomaly import (
@@ -25,6 +26,7 @@ from course_utils.anomaly import (
     roc_plot,
     score_histograms,
     typicality,
+    typicality_auc,
 )
 from course_utils.models import Glow, dequantize
 
@@ -184,6 +186,7 @@ def test_typicality_separates_a_shifted_set_better_with_groups() -> None:
     )
     assert 0.55 < single < 0.75
     assert grouped > 0.98
+    assert typicality_auc(inside, outside, 3.0, 25, seed=1) == grouped  # seeds 1 and 2
 
 
 def test_typicality_bad_inputs() -> None:
@@ -203,8 +206,7 @@ def test_image_bits_per_dim_agrees_with_glow(rng: torch.Generator) -> None:
     x = dequantize(torch.randint(0, 256, (7, 1, 28, 28), dtype=torch.uint8), rng)
     with torch.no_grad():
         model.log_prob(x)  # ActNorm's data-dependent initialisation
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=rng))
+        perturb(model, 0.05)
         lp = model.log_prob(x)
     per_image = image_bits_per_dim(model, x, batch_size=3)  # batches of 3, 3 and 1
     assert per_image.shape == (7,)
