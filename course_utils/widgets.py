@@ -43,6 +43,14 @@ def slider(
     )
 
 
+def show_figure(output: W.Output, fig: Figure) -> None:
+    """Replace what ``output`` shows by ``fig``, and close ``fig`` so it is not drawn twice."""
+    output.clear_output(wait=True)
+    with output:
+        display(fig)
+    plt.close(fig)  # shown once, in the Output, not again below the cell
+
+
 class Panel(W.VBox):
     """Controls above an ``Output`` that shows what ``fn(**values)`` draws.
 
@@ -85,10 +93,7 @@ class Panel(W.VBox):
         fig = self.fn(**self.values())
         self.runs += 1
         self.last_figure = fig
-        self.output.clear_output(wait=True)
-        with self.output:
-            display(fig)
-        plt.close(fig)  # shown once, in the Output, not again below the cell
+        show_figure(self.output, fig)
         return fig
 
 
@@ -390,7 +395,7 @@ def playground_figure(state: PlaygroundState, temperature: float = 0.7, n: int =
     ax.set_title(f"samples at T = {temperature:.2f}")
     names = {
         "nll": "NLL (bits/dim)",
-        "recon": "R (perturbed\nreconstruction)",
+        "recon": "recon. error R",
         "channel": "colour gap",
     }
     for k, (name, label) in enumerate(names.items()):
@@ -402,7 +407,7 @@ def playground_figure(state: PlaygroundState, temperature: float = 0.7, n: int =
             ax.set_yscale("log")  # R spans decades when σ or α change between runs
         elif finite and max(finite) < 1e-2:
             power = math.floor(math.log10(max(finite)))
-            label += f" (×1e{power})"
+            label += f"\n(×1e{power})"
         if values:
             ax.plot(
                 range(1, len(values) + 1), [v / 10**power for v in values], color=PALETTE[k], lw=1.2
@@ -418,6 +423,7 @@ def playground_figure(state: PlaygroundState, temperature: float = 0.7, n: int =
     ax.set_xlabel(
         f"training step ({runs} run{'s' if runs != 1 else ''}; dotted lines between runs)"
     )
+    fig.align_ylabels()
     return fig
 
 
@@ -543,10 +549,7 @@ class Playground(W.VBox):
             return None
         self.draws += 1
         self.last_figure = fig
-        self.output.clear_output(wait=True)
-        with self.output:
-            display(fig)
-        plt.close(fig)
+        show_figure(self.output, fig)
         return fig
 
     def train(self) -> dict | None:
