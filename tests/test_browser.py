@@ -19,14 +19,13 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import test_lab as lab  # its server helpers: a free port, a token-aware GET, stopping a group
+from labserver import free_port, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
@@ -72,7 +71,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     notebooks.mkdir()
     for name in LESSONS:
         shutil.copy2(ROOT / "notebooks" / name, notebooks / name)
-    port, token = lab._free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = dict(os.environ)
     env.update(
         COURSE_FAST="1",
@@ -109,34 +108,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
-    base = f"http://127.0.0.1:{port}"
-    log_path = tmp / "lab.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=notebooks,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + lab.STARTUP_TIMEOUT
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    pytest.fail(f"jupyter lab exited:\n{log_path.read_text()[-3000:]}")
-                try:
-                    if lab._get(f"{base}/api/status", token)[0] == 200:
-                        break
-                except OSError:
-                    pass
-                time.sleep(0.5)
-            else:
-                pytest.fail(f"JupyterLab did not start:\n{log_path.read_text()[-3000:]}")
-            yield base, token
-        finally:
-            lab._stop(proc)
+    with serving(cmd, port, token, env, tmp / "lab.log", cwd=notebooks) as (base, _):
+        yield base, token
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,107 @@
+"""Start a JupyterLab server for a test, wait until it answers, and stop it with its children."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+STARTUP_TIMEOUT = 90.0
+
+# Straight to 127.0.0.1, whatever proxy the environment names.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, token: str | None) -> tuple[int, bytes]:
+    """GET ``url`` with the server's token (or none): ``(status, body)``."""
+    headers = {"Authorization": f"token {token}"} if token else {}
+    try:
+        with _opener.open(urllib.request.Request(url, headers=headers), timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the whole process group (e.g. make and jupyter), then SIGKILL if needed."""
+    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        if proc.poll() is not None:
+            break
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+    # make may be gone while its child still runs: sweep the group once more.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@contextmanager
+def serving(
+    cmd: list[str],
+    port: int,
+    token: str,
+    env: dict[str, str],
+    log_path: Path,
+    cwd: Path | None = None,
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run ``cmd`` (a JupyterLab on ``port``) until ``/api/status`` answers 200.
+
+    Yields ``(base_url, process)``; the process group is stopped on exit. Fails
+    the test with the end of the server's log if it exits or does not answer
+    within :data:`STARTUP_TIMEOUT` seconds.
+    """
+    base = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,  # its own process group, stopped as a whole
+        )
+        try:
+            deadline = time.monotonic() + STARTUP_TIMEOUT
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(
+                        f"{cmd[0]} exited with {proc.returncode}:\n"
+                        + log_path.read_text(errors="replace")[-3000:]
+                    )
+                try:
+                    if get(f"{base}/api/status", token)[0] == 200:
+                        break
+                except OSError:  # not listening yet
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"JupyterLab did not answer within {STARTUP_TIMEOUT:.0f} s:\n"
+                        + log_path.read_text(errors="replace")[-3000:]
+                    )
+                time.sleep(0.5)
+            yield base, proc
+        finally:
+            stop(proc)
