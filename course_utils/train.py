@@ -9,13 +9,17 @@ budget and the choice of device.
 from __future__ import annotations
 
 import copy
+import glob
 import math
 import os
+import secrets
+import stat
 import sys
-import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from course_utils.checks import check_float, check_int
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -78,31 +84,116 @@ def _interactive() -> bool:
 # --------------------------------------------------------------- checkpoints
 
 
+class CheckpointBusyError(RuntimeError):
+    """Another run is writing the same checkpoint; the message names its process."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint belongs to another run (dataset, recipe, model or optimizer differ)."""
+
+
+# What ``torch.load(weights_only=True)`` reads back; anything else is converted or refused.
+_SAFE_LEAVES = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device)
+
+
+def checkpoint_safe(value: Any, where: str = "state") -> Any:
+    """A copy of ``value`` that :func:`load_checkpoint` can read back, or a clear refusal.
+
+    ``torch.load(weights_only=True)`` refuses to unpickle anything but tensors,
+    plain Python values and containers of them, so a numpy scalar (e.g. a
+    learning rate from ``np.logspace``) or a ``Path`` in a saved state would
+    make the checkpoint unreadable on resume. These are converted here, before
+    saving: numpy scalars to Python numbers, numpy arrays to tensors, paths to
+    strings, tuple subclasses (named tuples) to tuples, frozensets to sets.
+
+    Args:
+        value: the state to save.
+        where: how the state is called in error messages.
+
+    Returns:
+        The converted copy (tensors are shared, not copied).
+
+    Raises:
+        ValueError: something in it cannot be stored; the message gives its place.
+
+    >>> import numpy as np
+    >>> checkpoint_safe({"lr": np.float64(0.5), "sizes": (np.int64(2),)})
+    {'lr': 0.5, 'sizes': (2,)}
+    """
+    import numpy as np
+
+    if isinstance(value, torch.Tensor) or type(value) in _SAFE_LEAVES or type(value) is torch.Size:
+        return value
+    if isinstance(value, np.generic):
+        return checkpoint_safe(value.item(), where)
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            raise ValueError(f"{where} is a numpy array of Python objects; it cannot be stored")
+        return torch.from_numpy(np.array(value))
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    for base in (bool, int, float, complex, str, bytes):  # e.g. an IntEnum
+        if isinstance(value, base):
+            return base(value)
+    if isinstance(value, dict):
+        out = {
+            checkpoint_safe(k, f"a key of {where}"): checkpoint_safe(v, f"{where}[{k!r}]")
+            for k, v in value.items()
+        }
+        return type(value)(out) if type(value) in (dict, OrderedDict) else out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [checkpoint_safe(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        kind = {list: list, tuple: tuple, set: set, frozenset: set}
+        return next(k for t, k in kind.items() if isinstance(value, t))(items)
+    kind = "function" if hasattr(value, "__code__") else type(value).__name__
+    what = ("an " if kind[0].lower() in "aeiou" else "a ") + kind
+    raise ValueError(
+        f"{where} is {what}; a checkpoint holds only tensors, numbers, strings, "
+        "lists, tuples and dicts (convert it, e.g. to a string, before saving)"
+    )
+
+
+def _real_path(path: str | os.PathLike) -> Path:
+    """The file a checkpoint path names: a symlink's target, so the link stays a link."""
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` with ``torch.save`` atomically (temporary file + rename).
 
     A crash while writing leaves the previous checkpoint intact, never a
-    half-written file under the final name.
+    half-written file under the final name. A symlink is written through (the
+    link stays, its target is replaced); an existing file keeps its permission
+    bits, a new one gets those of any new file (the umask's).
 
     Args:
         path: where to write.
-        state: tensors, state dicts, numbers, strings, lists and dicts only,
-            so that :func:`load_checkpoint` can read it with ``weights_only=True``.
+        state: tensors, state dicts, numbers, strings, lists and dicts; numpy
+            scalars and paths are converted by :func:`checkpoint_safe`, so that
+            :func:`load_checkpoint` can read it with ``weights_only=True``.
 
     Returns:
         The path written.
+
+    Raises:
+        ValueError: ``state`` holds something a checkpoint cannot store.
     """
+    state = checkpoint_safe(state)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    target = _real_path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
     try:
+        if target.exists():
+            os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
         with os.fdopen(fd, "wb") as fh:
             torch.save(state, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -123,6 +214,207 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several unrelated types here
         raise ValueError(f"{path} is not a readable checkpoint: {err}") from err
+
+
+def _lock_owner(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill would end the process there; the message says how to unlock
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+@contextmanager
+def checkpoint_lock(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``<checkpoint>.lock`` while a run writes ``path``; refuse a second writer.
+
+    The lock file, created atomically (``O_CREAT | O_EXCL``) next to the
+    checkpoint, holds the writer's process id and is removed on exit. A lock
+    whose process is gone (a run killed with ``kill -9``) is stale and taken
+    over. While the lock is held no other run writes here, so temporary files
+    that killed runs left beside the checkpoint are removed.
+
+    Args:
+        path: the checkpoint file (a symlink is followed).
+
+    Yields:
+        The lock file's path.
+
+    Raises:
+        CheckpointBusyError: a live process holds the lock.
+        PermissionError: the checkpoint's folder cannot be written.
+    """
+    target = _real_path(path)
+    lock = target.with_name(f"{target.name}.lock")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            try:
+                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                pid = _lock_owner(lock)
+                young = time.time() - _mtime(lock) < 60
+                if (pid is not None and _alive(pid)) or (pid is None and young):
+                    who = "this process" if pid == os.getpid() else "another process"
+                    raise CheckpointBusyError(
+                        f"{path} is being written by {who} (process {pid or 'starting'}): "
+                        "two runs on one checkpoint would overwrite each other's steps. "
+                        "Wait for that run to end, or give this one another checkpoint path; "
+                        f"if no such run exists, delete {lock}"
+                    ) from None
+                lock.unlink(missing_ok=True)  # its writer is gone
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"{os.getpid()}\n")
+            break
+        else:
+            raise CheckpointBusyError(
+                f"could not take the lock {lock}; delete it if no run uses it"
+            )
+    except PermissionError as err:
+        raise PermissionError(
+            f"cannot write the checkpoint {path}: {err.strerror or err} in {target.parent}; "
+            "choose a writable path"
+        ) from err
+    try:
+        for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+        yield lock
+    finally:
+        if _lock_owner(lock) == os.getpid():
+            lock.unlink(missing_ok=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _keep_previous(path: Path) -> Path:
+    """Rename ``name.pt`` to the first free ``name.N.pt`` and return that path."""
+    n = 1
+    while (backup := path.with_name(f"{path.stem}.{n}{path.suffix}")).exists():
+        n += 1
+    os.replace(path, backup)
+    return backup
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality of saved metadata, tensors included (``==`` on them is elementwise)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.shape == b.shape
+            and torch.equal(a.cpu(), b.cpu())
+        )
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _shorten(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _examples(names: list[str], n: int = 3) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def checkpoint_differences(
+    state: dict[str, Any],
+    model: nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    extra: dict[str, Any] | None = None,
+) -> list[str]:
+    """What keeps ``state`` from resuming into this run, one short line per difference.
+
+    Compared, where given: the ``extra`` metadata both sides have (e.g. the
+    dataset, the recipe, the model's configuration), the model's parameter
+    names and shapes, the optimizer's and the scheduler's types.
+
+    Returns:
+        An empty list when the checkpoint fits.
+    """
+    out: list[str] = []
+    if extra:
+        saved = state.get("extra", {})
+        for key, value in checkpoint_safe(extra, "extra_state").items():
+            if key in saved and not _same(saved[key], value):
+                out.append(f"{key}: saved {_shorten(saved[key])}, here {_shorten(value)}")
+    if model is not None:
+        if "model" not in state:
+            return [*out, "model: the checkpoint holds no model state"]
+        saved, here = state["model"], model.state_dict()
+        missing = [k for k in here if k not in saved]
+        unexpected = [k for k in saved if k not in here]
+        reshaped = [
+            f"{k} saved {tuple(saved[k].shape)}, here {tuple(here[k].shape)}"
+            for k in here
+            if k in saved and hasattr(saved[k], "shape") and saved[k].shape != here[k].shape
+        ]
+        if missing or unexpected or reshaped:
+            parts = [
+                f"{len(missing)} missing ({_examples(missing)})" if missing else "",
+                f"{len(unexpected)} unexpected ({_examples(unexpected)})" if unexpected else "",
+                f"{len(reshaped)} of another shape ({_examples(reshaped, 2)})" if reshaped else "",
+            ]
+            out.append("model: another architecture: " + "; ".join(p for p in parts if p))
+    if optimizer is not None:
+        kind = type(optimizer).__name__
+        saved_kind = state.get("optimizer_type")
+        if saved_kind is not None and saved_kind != kind:
+            out.append(f"optimizer: saved {saved_kind}, here {kind}")
+        elif saved_kind is None and state.get("optimizer", {}).get("param_groups"):
+            # An older checkpoint: settings the optimizer does not know betray another type.
+            known = set(optimizer.defaults) | {"params", "initial_lr"}
+            foreign = sorted(set(state["optimizer"]["param_groups"][0]) - known)
+            if foreign:
+                out.append(
+                    f"optimizer: saved settings {_examples([repr(f) for f in foreign])}, "
+                    f"which {kind} does not have"
+                )
+    if scheduler is not None or "scheduler_type" in state:
+        kind = type(scheduler).__name__ if scheduler is not None else None
+        saved_kind = state.get("scheduler_type", kind if "scheduler" in state else None)
+        if saved_kind != kind:
+            out.append(f"scheduler: saved {saved_kind}, here {kind}")
+    return out
+
+
+def check_checkpoint(path: str | os.PathLike, state: dict[str, Any], **compare: Any) -> None:
+    """Raise :class:`CheckpointMismatchError` listing :func:`checkpoint_differences`, if any.
+
+    Args:
+        path: the checkpoint's file, for the message.
+        state: its contents.
+        **compare: ``model``, ``optimizer``, ``scheduler``, ``extra`` of this run.
+    """
+    differences = checkpoint_differences(state, **compare)
+    if differences:
+        raise CheckpointMismatchError(
+            f"{path} belongs to another run, so it cannot be resumed here:\n  - "
+            + "\n  - ".join(differences)
+            + "\nGive this run another checkpoint path, or start over with resume=False "
+            "(--fresh), which keeps the old file aside."
+        )
 
 
 # ------------------------------------------------------------------ history
@@ -217,14 +509,14 @@ def train(
             ``lambda m, x: m.forward_kld(x)`` (normflows) or ``-m.log_prob(x).mean()``.
         data: a tensor ``(N, ...)`` (shuffled into batches of ``batch_size``
             each epoch) or any re-iterable of batches, e.g. a DataLoader.
-        epochs: passes over ``data`` (in total, counting resumed ones).
-        batch_size: mini-batch size when ``data`` is a tensor.
+        epochs: passes over ``data`` (in total, counting resumed ones), >= 0.
+        batch_size: mini-batch size when ``data`` is a tensor, >= 1.
         optimizer: defaults to Adam with learning rate ``lr``.
         lr: learning rate of the default optimizer.
         scheduler: optional LR scheduler, stepped after every optimisation step.
         device: ``"auto" | "cpu" | "cuda" | "mps"``.
-        max_grad_norm: clip the gradient norm to this value if given.
-        max_seconds: stop after this much training time (checked after each
+        max_grad_norm: clip the gradient norm to this value (> 0) if given.
+        max_seconds: stop after this much training time (> 0; checked after each
             step); time spent in ``eval_fn``, saving and ``on_epoch_end`` does
             not count, and ``History.seconds`` records training time only.
         eval_fn: called with the model in eval mode after each epoch; its value
@@ -232,12 +524,23 @@ def train(
         checkpoint: file to save to after each epoch (atomically) and, if
             ``resume`` and it exists, to resume from. It holds the model, the
             optimizer, the scheduler, the history and the batch-order generator,
-            so a resumed run sees the batches an uninterrupted one would.
-        resume: whether to continue from ``checkpoint`` when it exists.
+            so a resumed run sees the batches an uninterrupted one would. While
+            the run lasts, ``<checkpoint>.lock`` keeps a second run from
+            writing the same file (see :func:`checkpoint_lock`); the path is
+            checked to be writable before training starts.
+        resume: whether to continue from ``checkpoint`` when it exists. A
+            checkpoint of another run (other ``extra_state`` values such as the
+            dataset, another architecture or optimizer) is refused with the
+            list of differences. With ``resume=False`` an existing checkpoint
+            is kept: it is renamed to the first free ``<name>.N<suffix>``
+            (``run.pt`` -> ``run.1.pt``) when the new run first saves, with a
+            warning that says so.
         progress: show a tqdm bar; default: only when interactive.
         seed: seeds the batch order.
         extra_state: small metadata stored in the checkpoint (e.g. the model's
-            hyper-parameters), so a loader can rebuild the model.
+            hyper-parameters), so a loader can rebuild the model; numpy scalars
+            and paths are converted (:func:`checkpoint_safe`), anything a
+            checkpoint cannot hold is refused before training.
         steps_per_epoch: with tensor ``data``, make each epoch this many
             batches instead of one pass (evaluation and checkpoints then come
             at this rhythm).
@@ -246,9 +549,110 @@ def train(
 
     Returns:
         The :class:`History`. If a loss or gradient becomes NaN/inf, training
-        stops, the model and optimizer are restored to the last good state,
-        ``History.stopped`` says so and a warning is issued.
+        stops, the model, optimizer, scheduler and history are restored to the
+        last good state (the end of the previous epoch), ``History.stopped``
+        says so and a warning is issued.
+
+    Raises:
+        ValueError: a setting is out of range, ``data`` is empty or of another
+            float dtype than the model, ``loss_fn`` returns no scalar, or the
+            checkpoint path is a directory.
+        CheckpointMismatchError: the checkpoint belongs to another run.
+        CheckpointBusyError: another run is writing the checkpoint.
     """
+    epochs = check_int("epochs", epochs, minimum=0)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    lr = check_float("lr", lr, positive=True)
+    seed = check_int("seed", seed)
+    if max_grad_norm is not None:
+        max_grad_norm = check_float("max_grad_norm", max_grad_norm, positive=True)
+    if max_seconds is not None:
+        max_seconds = check_float("max_seconds", max_seconds, positive=True)
+    if steps_per_epoch is not None:
+        steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, minimum=1)
+    extra_state = checkpoint_safe(extra_state or {}, "extra_state")
+    if isinstance(data, torch.Tensor):
+        if len(data) == 0:
+            raise ValueError("data is empty: it yields no batch to train on")
+        _check_dtype(data, model, "data")
+    settings = dict(
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        lr=lr,
+        scheduler=scheduler,
+        device=device,
+        max_grad_norm=max_grad_norm,
+        max_seconds=max_seconds,
+        eval_fn=eval_fn,
+        checkpoint=checkpoint,
+        resume=resume,
+        progress=progress,
+        seed=seed,
+        extra_state=extra_state,
+        steps_per_epoch=steps_per_epoch,
+        on_epoch_end=on_epoch_end,
+    )
+    if checkpoint is None:
+        return _train(model, loss_fn, data, **settings)
+    if Path(checkpoint).is_dir():
+        raise ValueError(
+            f"checkpoint {checkpoint} is a directory; give a file path such as "
+            f"{Path(checkpoint) / 'run.pt'}"
+        )
+    with checkpoint_lock(checkpoint):
+        target = _real_path(checkpoint)
+        if target.exists() and not os.access(target, os.W_OK):
+            raise PermissionError(
+                f"cannot write the checkpoint {checkpoint}: the file is read-only; "
+                "make it writable or choose another path"
+            )
+        return _train(model, loss_fn, data, **settings)
+
+
+def _check_dtype(batch: Any, model: nn.Module, name: str) -> None:
+    """A float batch must have the model's float dtype (torch fails deep inside otherwise)."""
+    want = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    parts = batch if isinstance(batch, (list, tuple)) else [batch]
+    for t in (b for b in parts if isinstance(b, torch.Tensor)):
+        if want is not None and t.is_floating_point() and t.dtype != want:
+            raise ValueError(
+                f"{name} is {str(t.dtype).removeprefix('torch.')} but the model's parameters are "
+                f"{str(want).removeprefix('torch.')}; convert one of them (e.g. data.float())"
+            )
+
+
+def _batch_size_of(batch: Any) -> int | None:
+    if isinstance(batch, torch.Tensor):
+        return len(batch) if batch.ndim else None
+    if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
+        return _batch_size_of(batch[0])
+    return None
+
+
+def _train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: torch.Tensor | Iterable[Any],
+    *,
+    epochs: int,
+    batch_size: int,
+    optimizer: torch.optim.Optimizer | None,
+    lr: float,
+    scheduler: Any | None,
+    device: str | torch.device,
+    max_grad_norm: float | None,
+    max_seconds: float | None,
+    eval_fn: Callable[[nn.Module], float] | None,
+    checkpoint: str | os.PathLike | None,
+    resume: bool,
+    progress: bool | None,
+    seed: int,
+    extra_state: dict[str, Any],
+    steps_per_epoch: int | None,
+    on_epoch_end: Callable[[History], None] | None,
+) -> History:
+    """The loop of :func:`train`, on checked settings (and under the checkpoint's lock)."""
     dev = resolve_device(device)
     model.to(dev)
     if optimizer is None:
@@ -256,8 +660,17 @@ def train(
     history = History()
     generator = torch.Generator().manual_seed(seed)
     start_epoch = 0
+    keep_previous = checkpoint is not None and not resume and Path(checkpoint).is_file()
     if checkpoint is not None and resume and Path(checkpoint).is_file():
         state = load_checkpoint(checkpoint, map_location=dev)
+        check_checkpoint(
+            checkpoint,
+            state,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            extra=extra_state,
+        )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and "scheduler" in state:
@@ -270,28 +683,50 @@ def train(
             generator.manual_seed(seed + start_epoch)
 
     def snapshot() -> dict[str, Any]:
+        """What the NaN guard rolls back to: every piece of state a step changes."""
         return {
             "model": copy.deepcopy(model.state_dict()),
             "optimizer": copy.deepcopy(optimizer.state_dict()),
+            "scheduler": copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None,
+            "steps": history.steps,
         }
 
+    def restore(good: dict[str, Any]) -> None:
+        model.load_state_dict(good["model"])
+        optimizer.load_state_dict(good["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(good["scheduler"])
+        del history.step_loss[len(history.step_loss) - (history.steps - good["steps"]) :]
+        history.steps = good["steps"]
+
     def save() -> None:
+        nonlocal keep_previous
         if checkpoint is None:
             return
         state = {
-            **snapshot(),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "optimizer_type": type(optimizer).__name__,
+            "scheduler_type": type(scheduler).__name__ if scheduler is not None else None,
             "history": history.state_dict(),
-            "extra": extra_state or {},
+            "extra": extra_state,
             "generator": generator.get_state(),
         }
         if scheduler is not None:
             state["scheduler"] = scheduler.state_dict()
+        state = checkpoint_safe(state)  # refused before the old file is moved aside
+        if keep_previous and _real_path(checkpoint).is_file():
+            backup = _keep_previous(_real_path(checkpoint))
+            warnings.warn(
+                f"resume=False: kept the previous checkpoint as {backup}", UserWarning, stacklevel=4
+            )
+        keep_previous = False
         save_checkpoint(checkpoint, state)
 
     last_good = snapshot()
     show = _interactive() if progress is None else progress
     elapsed = history.seconds[-1] if history.seconds else 0.0
-    if max_seconds is not None and elapsed >= max_seconds:  # a resumed run already done
+    if max_seconds is not None and start_epoch > 0 and elapsed >= max_seconds:
         history.stopped = f"time budget of {max_seconds:g} s already used by the checkpoint"
         model.eval()
         return history
@@ -309,16 +744,24 @@ def train(
             if isinstance(data, torch.Tensor)
             else None,
         )
-        for batch in bar:
+        for index, batch in enumerate(bar):
+            if _batch_size_of(batch) == 0:
+                raise ValueError(f"batch {index + 1} of data is empty")
+            if not isinstance(data, torch.Tensor):
+                _check_dtype(batch, model, "data")
             loss = loss_fn(model, _to(batch, dev))
+            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                got = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+                raise ValueError(
+                    f"loss_fn must return a scalar tensor (one number), got {got}; "
+                    "e.g. average the per-example losses with .mean()"
+                )
             bad = not torch.isfinite(loss)
             if not bad:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 bad = not _finite_grads(model)
             if bad:
-                model.load_state_dict(last_good["model"])
-                optimizer.load_state_dict(last_good["optimizer"])
                 value = float(loss.detach())
                 what = (
                     f"the loss became {value:.4g}"
@@ -329,7 +772,8 @@ def train(
                     f"stopped at step {history.steps + 1}: {what}; "
                     f"restored the last good state (end of epoch {epoch})"
                 )
-                warnings.warn(history.stopped, RuntimeWarning, stacklevel=2)
+                restore(last_good)
+                warnings.warn(history.stopped, RuntimeWarning, stacklevel=3)
                 bar.close()
                 model.eval()  # as after a normal end
                 return history

@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 import copy
+import os
+import stat
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import normflows as nf
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from course_utils.flows import realnvp
-from course_utils.train import History, load_checkpoint, resolve_device, save_checkpoint, train
+from course_utils.train import (
+    CheckpointBusyError,
+    CheckpointMismatchError,
+    History,
+    checkpoint_lock,
+    load_checkpoint,
+    resolve_device,
+    save_checkpoint,
+    train,
+)
 
 STEPS_PER_EPOCH = 4  # 64 points in batches of 16
 
@@ -151,7 +165,8 @@ def test_nan_guard_restores_last_good_state(points: torch.Tensor, where: str) ->
     assert history.stopped.startswith(f"stopped at step {bad_step}")
     assert ("gradient" if where == "grad" else "loss became nan") in history.stopped
     assert len(history.epoch_loss) == 2 and len(snaps.models) == 2
-    assert len(history.step_loss) == bad_step - 1  # the bad step is not recorded
+    # The steps of the rolled-back partial epoch are not recorded either.
+    assert len(history.step_loss) == history.steps == 2 * STEPS_PER_EPOCH
     # Parameters and optimizer are exactly those of the end of epoch 2.
     assert same_state(model.state_dict(), snaps.models[-1])
     restored, saved = optimizer.state_dict(), snaps.optimizers[-1]
@@ -320,8 +335,9 @@ def test_resume_continues_where_it_stopped(points: torch.Tensor, tmp_path: Path)
     again = fit(resumed, points, epochs=4, checkpoint=path)
     assert again.steps == h.steps and same_state(resumed.state_dict(), before)
 
-    # resume=False starts over.
-    over = fit(small_flow(0), points, epochs=1, checkpoint=path, resume=False)
+    # resume=False starts over (and keeps the old file aside).
+    with pytest.warns(UserWarning, match="resume.1.pt"):
+        over = fit(small_flow(0), points, epochs=1, checkpoint=path, resume=False)
     assert over.steps == STEPS_PER_EPOCH
     assert len(load_checkpoint(path)["history"]["epoch_loss"]) == 1
 
@@ -442,3 +458,280 @@ def test_resumed_run_that_reached_its_budget_does_not_train(
     ]
     assert runs[0].steps > 0 and runs[1].steps == runs[0].steps
     assert runs[1].stopped == "time budget of 0.2 s already used by the checkpoint"
+
+
+# ------------------------------------------------- careless settings and state
+
+
+def _counting_loss(calls: list[int]):
+    def loss(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return nll_loss(model, x)
+
+    return loss
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"max_seconds": float("nan")}, "max_seconds must be a finite number > 0"),
+        ({"max_seconds": 0}, "max_seconds must be a finite number > 0"),
+        ({"max_seconds": -1}, "max_seconds"),
+        ({"steps_per_epoch": 0}, "steps_per_epoch must be an integer >= 1"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"batch_size": -1}, "batch_size"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"epochs": -1}, "epochs must be an integer >= 0"),
+        ({"max_grad_norm": -1.0}, "max_grad_norm must be a finite number > 0"),
+        ({"max_grad_norm": 0.0}, "max_grad_norm"),
+        ({"lr": float("nan")}, "lr"),
+    ],
+)
+def test_bad_settings_are_refused_before_training(
+    points: torch.Tensor, tmp_path: Path, kwargs: dict, match: str
+) -> None:
+    calls: list[int] = []
+    kwargs.setdefault("epochs", 1)
+    with pytest.raises(ValueError, match=match):
+        fit(
+            small_flow(),
+            points,
+            checkpoint=tmp_path / "x.pt",
+            loss_fn=_counting_loss(calls),
+            **kwargs,
+        )
+    assert calls == [] and list(tmp_path.iterdir()) == []
+
+
+def test_careless_losses_and_data_give_clear_errors(points: torch.Tensor) -> None:
+    with pytest.raises(ValueError, match=r"loss_fn must return a scalar.*\(16,\)"):
+        fit(small_flow(), points, loss_fn=lambda m, x: -m.log_prob(x))
+    with pytest.raises(ValueError, match="data is float64 but the model's parameters are float32"):
+        fit(small_flow(), points.double())
+    with pytest.raises(ValueError, match="batch 2 of data is empty"):
+        fit(small_flow(), [points[:16], points[:0]])
+    with pytest.raises(ValueError, match="data is empty"):
+        fit(small_flow(), points[:0])
+
+
+def test_numpy_scalars_and_paths_are_saved_loadable(points: torch.Tensor, tmp_path: Path) -> None:
+    """A learning rate from np.logspace or a Path in the state must not make resuming fail."""
+    path = tmp_path / "np.pt"
+    lr = np.logspace(-3, -1, 3)[1]  # np.float64
+    extra = {"lr": np.float32(0.01), "data": tmp_path / "x", "sizes": (np.int64(3),)}
+
+    def run(epochs: int) -> History:
+        model = small_flow()
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        return fit(
+            model, points, epochs=epochs, optimizer=optimizer, checkpoint=path, extra_state=extra
+        )
+
+    run(1)
+    state = load_checkpoint(path)  # weights_only=True
+    assert state["extra"] == {"lr": pytest.approx(0.01), "data": str(tmp_path / "x"), "sizes": (3,)}
+    assert type(state["optimizer"]["param_groups"][0]["lr"]) is float
+    assert run(2).steps == 2 * STEPS_PER_EPOCH  # resumed, not refused
+
+
+def test_unsavable_state_is_refused_before_training(points: torch.Tensor, tmp_path: Path) -> None:
+    calls: list[int] = []
+    with pytest.raises(ValueError, match=r"extra_state\['fn'\] is a function"):
+        fit(
+            small_flow(),
+            points,
+            loss_fn=_counting_loss(calls),
+            checkpoint=tmp_path / "x.pt",
+            extra_state={"fn": lambda: 0},
+        )
+    assert calls == [] and list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match=r"state\['extra'\]\[0\] is an object"):
+        save_checkpoint(tmp_path / "y.pt", {"extra": [object()]})
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------- one writer per checkpoint
+
+
+def test_a_second_writer_in_this_process_is_refused(points: torch.Tensor, tmp_path: Path) -> None:
+    path = tmp_path / "busy.pt"
+    calls: list[int] = []
+    with checkpoint_lock(path):
+        with pytest.raises(CheckpointBusyError, match=f"process {os.getpid()}"):
+            fit(small_flow(), points, loss_fn=_counting_loss(calls), checkpoint=path)
+    assert calls == [] and not path.exists()
+    assert fit(small_flow(), points, checkpoint=path).steps == STEPS_PER_EPOCH  # released
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy.pt"]
+
+
+def test_a_writer_in_another_process_is_refused_and_its_stale_lock_taken_over(
+    points: torch.Tensor, tmp_path: Path
+) -> None:
+    path = tmp_path / "shared.pt"
+    fit(small_flow(), points, epochs=1, checkpoint=path)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from course_utils.train import checkpoint_lock\n"
+            "with checkpoint_lock(sys.argv[1]):\n"
+            "    print('locked', flush=True)\n"
+            "    time.sleep(120)\n",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(CheckpointBusyError, match=f"process {holder.pid}"):
+            fit(small_flow(), points, epochs=3, checkpoint=path)
+        assert load_checkpoint(path)["history"]["steps"] == STEPS_PER_EPOCH  # untouched
+    finally:
+        holder.kill()  # like kill -9: the holder cannot remove its lock
+        holder.wait()
+        holder.stdout.close()
+    assert (tmp_path / "shared.pt.lock").exists()
+    # The holder is dead, so its lock is stale: the next run takes it over.
+    assert fit(small_flow(), points, epochs=2, checkpoint=path).steps == 2 * STEPS_PER_EPOCH
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.pt"]
+
+
+def test_fresh_run_keeps_the_old_checkpoint(points: torch.Tensor, tmp_path: Path) -> None:
+    path = tmp_path / "run.pt"
+    first = fit(small_flow(), points, epochs=2, checkpoint=path)
+    with pytest.warns(UserWarning, match=r"kept the previous checkpoint as .*run\.1\.pt"):
+        fit(small_flow(), points, epochs=1, checkpoint=path, resume=False)
+    with pytest.warns(UserWarning, match=r"run\.2\.pt"):
+        fit(small_flow(), points, epochs=1, checkpoint=path, resume=False)
+    assert load_checkpoint(tmp_path / "run.1.pt")["history"]["steps"] == first.steps
+    assert load_checkpoint(tmp_path / "run.2.pt")["history"]["steps"] == STEPS_PER_EPOCH
+    assert load_checkpoint(path)["history"]["steps"] == STEPS_PER_EPOCH
+
+
+def test_a_fresh_run_that_saves_nothing_leaves_the_old_checkpoint_in_place(
+    points: torch.Tensor, tmp_path: Path
+) -> None:
+    path = tmp_path / "run.pt"
+    fit(small_flow(), points, epochs=2, checkpoint=path)
+    with pytest.warns(RuntimeWarning, match="nan"):
+        fit(small_flow(), points, epochs=2, checkpoint=path, resume=False, loss_fn=NaNAt(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt"]
+    assert load_checkpoint(path)["history"]["steps"] == 2 * STEPS_PER_EPOCH
+
+
+# ------------------------------------------------ resuming only a matching run
+
+
+def test_resume_refuses_another_run_and_says_what_differs(
+    points: torch.Tensor, tmp_path: Path
+) -> None:
+    path = tmp_path / "a.pt"
+    fit(small_flow(), points, epochs=1, checkpoint=path, extra_state={"dataset": "mnist"})
+    before = path.read_bytes()
+
+    def refused(model: nn.Module, **kwargs: Any) -> str:
+        calls: list[int] = []
+        kwargs.setdefault("extra_state", {"dataset": "mnist"})
+        with pytest.raises(CheckpointMismatchError) as info:
+            fit(model, points, epochs=2, checkpoint=path, loss_fn=_counting_loss(calls), **kwargs)
+        assert calls == []
+        return str(info.value)
+
+    message = refused(small_flow(), extra_state={"dataset": "fashion-mnist"})
+    assert "dataset: saved 'mnist', here 'fashion-mnist'" in message
+    assert "resume=False" in message
+    torch.manual_seed(0)
+    message = refused(realnvp(dim=2, n_couplings=3, hidden=16))
+    assert "model:" in message and "shape" in message and "missing" in message
+    assert len(message.splitlines()) < 12  # a summary, not hundreds of state-dict lines
+    model = small_flow()
+    sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    assert "optimizer: saved Adam, here SGD" in refused(model, optimizer=sgd)
+    # A checkpoint from before the optimizer's type was saved: its settings tell.
+    state = load_checkpoint(path)
+    del state["optimizer_type"]
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    path = old
+    model = small_flow()
+    sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    assert "optimizer: saved settings 'amsgrad'" in refused(model, optimizer=sgd)
+    assert (tmp_path / "a.pt").read_bytes() == before
+
+
+# ------------------------------------------------------- smaller silent ones
+
+
+def test_nan_guard_restores_the_scheduler(points: torch.Tensor) -> None:
+    model = small_flow()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    bad_step = 2 * STEPS_PER_EPOCH + 3
+    with pytest.warns(RuntimeWarning):
+        history = fit(
+            model,
+            points,
+            epochs=4,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            loss_fn=NaNAt(bad_step),
+        )
+    assert history.steps == 2 * STEPS_PER_EPOCH
+    assert scheduler.last_epoch == 2 * STEPS_PER_EPOCH
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.5 ** (2 * STEPS_PER_EPOCH))
+
+
+def test_unwritable_checkpoint_paths_fail_before_training(
+    points: torch.Tensor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="is a directory"):
+        fit(small_flow(), points, loss_fn=_counting_loss(calls), checkpoint=folder)
+    locked = tmp_path / "read-only"
+    locked.mkdir()
+    locked.chmod(0o555)
+    if os.access(locked, os.W_OK):  # root writes anywhere: make the folder refuse it
+        real_open = os.open
+
+        def refuse(path: Any, *args: Any, **kwargs: Any) -> int:
+            if Path(path).parent == locked:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(PermissionError, match="cannot write the checkpoint"):
+        fit(small_flow(), points, loss_fn=_counting_loss(calls), checkpoint=locked / "x.pt")
+    monkeypatch.undo()
+    locked.chmod(0o755)
+    assert calls == []
+
+
+def test_leftovers_of_killed_runs_are_removed(points: torch.Tensor, tmp_path: Path) -> None:
+    path = tmp_path / "run.pt"
+    (tmp_path / ".run.pt.k1ll3d.tmp").write_bytes(b"\0" * 1000)  # what a kill -9 leaves
+    (tmp_path / ".other.pt.k1ll3d.tmp").write_bytes(b"\0")  # another checkpoint's: kept
+    fit(small_flow(), points, checkpoint=path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.pt.k1ll3d.tmp", "run.pt"]
+
+
+def test_checkpoint_mode_and_symlink_are_kept(points: torch.Tensor, tmp_path: Path) -> None:
+    old_umask = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "new.pt", {"x": 1})
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644  # as any new file, not 0600
+        path.chmod(0o640)
+        save_checkpoint(path, {"x": 2})
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    finally:
+        os.umask(old_umask)
+    target = tmp_path / "store" / "real.pt"
+    target.parent.mkdir()
+    link = tmp_path / "link.pt"
+    link.symlink_to(target)
+    fit(small_flow(), points, epochs=2, checkpoint=link)
+    assert link.is_symlink() and load_checkpoint(target)["history"]["steps"] == 2 * STEPS_PER_EPOCH
+    assert sorted(p.name for p in target.parent.iterdir()) == ["real.pt"]
