@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import normflows as nf
+import numpy as np
 import torch
 from torch import nn
 
+from course_utils.checks import check_float, check_int
 from course_utils.metrics import bits_per_dim
 
 Tensor = torch.Tensor
@@ -28,25 +32,41 @@ Tensor = torch.Tensor
 warnings.filterwarnings("ignore", message="torch.lu is deprecated")
 
 
-def dequantize(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def dequantize(images: Tensor | np.ndarray, generator: torch.Generator | None = None) -> Tensor:
     """Uniform dequantization ``u = (k + v) / 256`` of 8-bit images.
 
     Args:
         images: ``uint8`` images ``(batch, C, H, W)`` (or ``(batch, H, W)``,
-            given a channel axis) with values ``k`` in 0..255.
+            given a channel axis) with values ``k`` in 0..255; a tensor or a
+            numpy array.
         generator: seeds the noise ``v ~ U[0, 1)``.
 
     Returns:
         float32 ``(batch, C, H, W)`` in ``[0, 1)``.
 
+    Raises:
+        ValueError: ``images`` is not ``uint8`` or has another number of axes.
+
     >>> u = dequantize(torch.full((2, 1, 2, 2), 255, dtype=torch.uint8))
     >>> bool((u >= 255 / 256).all() and (u < 1).all())
     True
     """
+    if isinstance(images, np.ndarray):
+        if images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8 (0..255), got {images.dtype} (numpy)")
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"images must be a uint8 tensor (0..255), got {type(images).__name__}")
     if images.dtype != torch.uint8:
-        raise ValueError(f"images must be uint8 (0..255), got {images.dtype}")
+        raise ValueError(
+            f"images must be uint8 (0..255), got {str(images.dtype).removeprefix('torch.')}"
+        )
     if images.ndim == 3:
         images = images[:, None]
+    if images.ndim != 4:
+        raise ValueError(
+            f"images must have shape (batch, C, H, W) or (batch, H, W), got {tuple(images.shape)}"
+        )
     noise = torch.rand(images.shape, generator=generator).to(images.device)
     return (images.float() + noise) / 256.0
 
@@ -75,8 +95,21 @@ class GlowConfig:
     logit_alpha: float | None = None
 
 
+#: The smallest pixel standard deviation :meth:`Glow.initialize` accepts: real
+#: digits have about 0.3, a blank batch after dequantization about 0.001.
+_MIN_INIT_STD = 0.01
+
+
 class Glow(nn.Module):
     """A multi-scale Glow (normflows ``MultiscaleFlow``), unconditional.
+
+    ActNorm layers start from data: :meth:`initialize` sets each one's scale
+    and shift so that a batch of real images comes out with zero mean and unit
+    variance per channel (Glow's data-dependent initialisation). A model that
+    was not initialised yet does it on the first images it is given to score
+    (``log_prob``, ``forward_kld``, ``encode``: the first batch of a training
+    loop), through the same checks; sampling and decoding never initialise it,
+    since a latent is not data. A loaded checkpoint counts as initialised.
 
     Args:
         config: the hyper-parameters; keyword arguments override its fields.
@@ -131,6 +164,8 @@ class Glow(nn.Module):
             q0.append(nf.distributions.GlowBase(latent))
         transform = nf.transforms.Logit(cfg.logit_alpha) if cfg.logit_alpha is not None else None
         self.flow = nf.MultiscaleFlow(q0, flows, merges, transform=transform, class_cond=False)
+        self._initialized = False
+        self.register_load_state_dict_post_hook(self._forget_initialized)
 
     @property
     def num_dims(self) -> int:
@@ -188,6 +223,14 @@ class Glow(nn.Module):
             raise ValueError(
                 f"{name} must be a float tensor in [0, 1]; dequantize uint8 images first"
             )
+        if len(x) == 0:
+            raise ValueError(f"{name} is an empty batch: give at least one image")
+        dtype = next(self.parameters()).dtype
+        if x.dtype != dtype:
+            raise ValueError(
+                f"{name} is {str(x.dtype).removeprefix('torch.')} but the model is "
+                f"{str(dtype).removeprefix('torch.')}; convert with x.to({dtype})"
+            )
         if not torch.isfinite(x).all():
             raise ValueError(f"{name} contains NaN or inf values")
         if x.min() < 0 or x.max() > 1:
@@ -196,9 +239,82 @@ class Glow(nn.Module):
                 f"[{x.min().item():.3g}, {x.max().item():.3g}]"
             )
 
+    def _actnorms(self) -> list[nn.Module]:
+        return [m for m in self.modules() if hasattr(m, "data_dep_init_done")]
+
+    @property
+    def initialized(self) -> bool:
+        """Whether every ActNorm layer has its data-dependent scale and shift."""
+        # Remembered once true, so that a GPU step does not wait to read the flags;
+        # loading a state dict forgets it (the loaded flags decide).
+        if not self._initialized:
+            self._initialized = all(float(m.data_dep_init_done) > 0 for m in self._actnorms())
+        return self._initialized
+
+    def _forget_initialized(self, *_: object) -> None:
+        self._initialized = False
+
+    @torch.no_grad()
+    def initialize(self, x: Tensor, force: bool = False) -> Glow:
+        """Glow's data-dependent initialisation of every ActNorm layer from real images.
+
+        Each ActNorm's scale and shift are set so that ``x``, passed through
+        the layers before it, leaves it with zero mean and unit variance per
+        channel. A blank or nearly constant batch would make the scales huge
+        (real images then score ~1e23 bits/dim), so it is refused.
+
+        Args:
+            x: dequantized images ``(batch, C, H, W)`` in ``[0, 1]``, e.g. a few
+                hundred training images.
+            force: initialise again a model that already is (trained or loaded),
+                which discards what its ActNorm layers learnt.
+
+        Returns:
+            The model itself.
+
+        Raises:
+            ValueError: ``x`` is not a batch of images or is blank/constant.
+            RuntimeError: the model is initialised already and ``force`` is False.
+        """
+        self.check_input(x)
+        if self.initialized and not force:
+            raise RuntimeError(
+                "the model's ActNorm layers are already initialised (trained or loaded); "
+                "initialize(x, force=True) would discard what they learnt"
+            )
+        spread = float(x.std()) if x.numel() > 1 else 0.0
+        if spread < _MIN_INIT_STD:
+            raise ValueError(
+                f"x is blank or constant (pixel standard deviation {spread:.2g}, "
+                f"below {_MIN_INIT_STD}): ActNorm would scale its noise up to unit variance. "
+                "Initialise on a batch of real images"
+            )
+        for m in self._actnorms():
+            m.data_dep_init_done.fill_(0.0)
+        self._forget_initialized()
+        self.flow.log_prob(x, None)  # normflows' ActNorm sets itself on this first pass
+        return self
+
+    def _ensure_initialized(self, x: Tensor) -> None:
+        if not self.initialized:
+            self.initialize(x, force=True)
+
+    @contextmanager
+    def _without_initialising(self) -> Iterator[None]:
+        """Run the latent → data direction without letting ActNorm initialise on latents."""
+        pending = [m for m in self._actnorms() if not float(m.data_dep_init_done) > 0]
+        for m in pending:
+            m.data_dep_init_done.fill_(1.0)
+        try:
+            yield
+        finally:
+            for m in pending:
+                m.data_dep_init_done.fill_(0.0)
+
     def log_prob(self, x: Tensor) -> Tensor:
         """Exact log-density ``(batch, C, H, W) -> (batch,)`` of dequantized images."""
         self.check_input(x)
+        self._ensure_initialized(x)
         return self.flow.log_prob(x, None)
 
     def forward_kld(self, x: Tensor) -> Tensor:
@@ -217,17 +333,20 @@ class Glow(nn.Module):
     def encode(self, x: Tensor) -> list[Tensor]:
         """Data → latents, one tensor per level (coarsest first)."""
         self.check_input(x)
+        self._ensure_initialized(x)
         z, _ = self.flow.inverse_and_log_det(x)
         return z
 
     def decode(self, z: list[Tensor]) -> Tensor:
         """Latents (one per level, coarsest first) → images."""
-        x, _ = self.flow.forward_and_log_det(z)
+        with self._without_initialising():
+            x, _ = self.flow.forward_and_log_det(z)
         return x
 
     @torch.no_grad()
     def sample_latents(self, n: int, temperature: float = 1.0) -> list[Tensor]:
         """``n`` draws of every level's latent from the base, at a temperature."""
+        n = check_int("n", n, minimum=1)
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.flow.set_temperature(temperature)
@@ -244,9 +363,11 @@ class Glow(nn.Module):
         below 1 the samples are smoother and more typical, at 1 they follow the
         model exactly.
         """
+        n = check_int("n", n, minimum=1)
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
-        x, _ = self.flow.sample(n, temperature=temperature)
+        with self._without_initialising():
+            x, _ = self.flow.sample(n, temperature=temperature)
         return x.clamp(0, 1)
 
 
@@ -298,10 +419,32 @@ def log_prob_in_batches(model: nn.Module, x: Tensor, batch_size: int = 500) -> T
 def make_optimizer(
     model: nn.Module, recipe: dict
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """The optimizer and the linear warm-up schedule a recipe asks for."""
-    kind = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}[recipe["optimizer"]]
-    opt = kind(model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"])
-    warm = max(1, int(recipe["warmup_steps"]))
+    """The optimizer and the linear warm-up schedule a recipe asks for.
+
+    Args:
+        model: the model whose parameters to optimise.
+        recipe: ``optimizer`` (``"adam"`` or ``"adamax"``), ``lr`` (> 0),
+            ``weight_decay`` (>= 0) and ``warmup_steps`` (>= 0), as in
+            :data:`COURSE_RECIPE`.
+
+    Returns:
+        ``(optimizer, scheduler)``; the scheduler is stepped after every step.
+
+    Raises:
+        ValueError: a setting is missing, unknown or out of range.
+    """
+    kinds = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
+    missing = [k for k in ("optimizer", "lr", "weight_decay", "warmup_steps") if k not in recipe]
+    if missing:
+        raise ValueError(f"recipe lacks {', '.join(map(repr, missing))} (see COURSE_RECIPE)")
+    if recipe["optimizer"] not in kinds:
+        raise ValueError(
+            f"unknown optimizer {recipe['optimizer']!r}; choose one of {sorted(kinds)}"
+        )
+    lr = check_float("lr", recipe["lr"], positive=True)
+    weight_decay = check_float("weight_decay", recipe["weight_decay"], minimum=0)
+    warm = max(1, check_int("warmup_steps", recipe["warmup_steps"], minimum=0))
+    opt = kinds[recipe["optimizer"]](model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
     return opt, sched
 
@@ -317,8 +460,8 @@ def load_glow(path, map_location: str | torch.device = "cpu") -> tuple[Glow, dic
     """Rebuild a :class:`Glow` from a checkpoint written by the training loop.
 
     ActNorm's data-dependent initialisation is stored in its buffers, so a
-    loaded model gives the same log-probabilities as the saved one (it is not
-    initialised again on the first batch).
+    loaded model counts as initialised (:attr:`Glow.initialized`) and gives the
+    same log-probabilities as the saved one.
 
     Args:
         path: the checkpoint file.
@@ -330,8 +473,10 @@ def load_glow(path, map_location: str | torch.device = "cpu") -> tuple[Glow, dic
 
     Raises:
         ValueError: the file is not a Glow checkpoint of this course.
+        course_utils.train.CheckpointMismatchError: its weights do not fit its
+            configuration (the message says which parameters differ).
     """
-    from course_utils.train import load_checkpoint
+    from course_utils.train import check_checkpoint, load_checkpoint
 
     state = load_checkpoint(path, map_location=map_location)
     cfg = state.get("extra", {}).get("config")
@@ -339,5 +484,6 @@ def load_glow(path, map_location: str | torch.device = "cpu") -> tuple[Glow, dic
         raise ValueError(f"{path} holds no Glow configuration; was it written by train_glow?")
     cfg = {**cfg, "shape": tuple(cfg["shape"])}
     model = Glow(GlowConfig(**cfg))
+    check_checkpoint(path, state, model=model)
     model.load_state_dict(state["model"])
     return model.to(map_location).eval(), state

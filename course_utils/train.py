@@ -348,7 +348,8 @@ def checkpoint_differences(
 
     Compared, where given: the ``extra`` metadata both sides have (e.g. the
     dataset, the recipe, the model's configuration), the model's parameter
-    names and shapes, the optimizer's and the scheduler's types.
+    names and shapes, the optimizer's type and, with an optimizer, the
+    scheduler's.
 
     Returns:
         An empty list when the checkpoint fits.
@@ -391,7 +392,7 @@ def checkpoint_differences(
                     f"optimizer: saved settings {_examples([repr(f) for f in foreign])}, "
                     f"which {kind} does not have"
                 )
-    if scheduler is not None or "scheduler_type" in state:
+    if optimizer is not None and (scheduler is not None or "scheduler_type" in state):
         kind = type(scheduler).__name__ if scheduler is not None else None
         saved_kind = state.get("scheduler_type", kind if "scheduler" in state else None)
         if saved_kind != kind:
@@ -826,14 +827,18 @@ def glow_checkpoint_path(dataset: str, recipe: dict, tag: str = "") -> Path:
         recipe: the recipe dict.
         tag: an optional suffix, e.g. ``"fast"`` for fast-mode runs.
     """
+    from course_utils import config
+
+    name = f"glow-{dataset}-{_recipe_digest(recipe)}" + (f"-{tag}" if tag else "")
+    return config.cache_dir() / "checkpoints" / f"{name}.pt"
+
+
+def _recipe_digest(recipe: dict) -> str:
+    """A short hash of a recipe: equal recipes, equal digests."""
     import hashlib
     import json
 
-    from course_utils import config
-
-    digest = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
-    name = f"glow-{dataset}-{digest}" + (f"-{tag}" if tag else "")
-    return config.cache_dir() / "checkpoints" / f"{name}.pt"
+    return hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def train_glow(
@@ -855,16 +860,23 @@ def train_glow(
     held-out bits/dim is measured after every ``steps_per_epoch`` steps on the
     first ``eval_images`` test images with a fixed dequantization noise.
 
+    A fresh model's ActNorm layers are initialised explicitly
+    (:meth:`course_utils.models.Glow.initialize`) on 512 training images
+    drawn with ``seed`` before the first step; a resumed model keeps the
+    initialisation stored in its checkpoint.
+
     Args:
         dataset: one of :data:`course_utils.data.IMAGE_DATASETS`.
-        minutes: total training minutes (a resumed run counts earlier ones).
+        minutes: total training minutes, > 0 (a resumed run counts earlier ones).
         recipe: ``"course"``, ``"reference"`` or a recipe dict (see
             :data:`course_utils.models.COURSE_RECIPE`).
         device: ``"auto" | "cpu" | "cuda" | "mps"``.
         checkpoint: file; default :func:`glow_checkpoint_path` of the dataset and recipe.
-        resume: continue from the checkpoint if it exists.
-        eval_images: held-out images for the bits/dim curve.
-        steps_per_epoch: steps between evaluations and checkpoints.
+            An explicit checkpoint of another dataset or recipe is refused.
+        resume: continue from the checkpoint if it exists; False starts over
+            and keeps the old checkpoint as ``<name>.N.pt`` (see :func:`train`).
+        eval_images: held-out images for the bits/dim curve, >= 1.
+        steps_per_epoch: steps between evaluations and checkpoints, >= 1.
         progress: progress bar; default only when interactive.
         seed: seeds the model's initialisation and the batch order.
         on_epoch_end: called with the history after each evaluation.
@@ -883,18 +895,31 @@ def train_glow(
         make_optimizer,
     )
 
+    minutes = check_float("minutes", minutes, positive=True)
+    eval_images = check_int("eval_images", eval_images, minimum=1)
+    steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, minimum=1)
+    seed = check_int("seed", seed)
     if isinstance(recipe, str) and recipe not in RECIPES:
         raise ValueError(
             f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)} or pass a dict"
         )
-    name = recipe if isinstance(recipe, str) else "custom"
     spec = RECIPES[recipe] if isinstance(recipe, str) else recipe
+    if not isinstance(spec, dict) or not isinstance(spec.get("model"), dict):
+        raise ValueError("a recipe dict needs a 'model' dict of Glow settings (see COURSE_RECIPE)")
+    check_int("recipe['batch_size']", spec.get("batch_size"), minimum=1)
+    # A dict equal to a named recipe is that recipe, so the two spellings resume each other.
+    name = next((k for k, v in RECIPES.items() if v == spec), "custom")
+    ckpt = checkpoint or glow_checkpoint_path(dataset, spec)
     train_images, test_images = image_splits(dataset)
     seed_everything(seed)
     model = Glow(**spec["model"])
     dev = resolve_device(device)
     model.to(dev)
     optimizer, scheduler = make_optimizer(model, spec)
+    if not (resume and Path(ckpt).is_file()):
+        pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))
+        init = train_images[pick[:512]]
+        model.initialize(dequantize(init, torch.Generator().manual_seed(seed)).to(dev))
     held_out = dequantize(test_images[:eval_images], torch.Generator().manual_seed(1)).to(dev)
 
     history = train(
@@ -908,11 +933,16 @@ def train_glow(
         device=dev,
         max_seconds=minutes * 60,
         eval_fn=lambda m: m.bits_per_dim(held_out),
-        checkpoint=checkpoint or glow_checkpoint_path(dataset, spec),
+        checkpoint=ckpt,
         resume=resume,
         progress=progress,
         seed=seed,
-        extra_state={**glow_checkpoint_state(model), "dataset": dataset, "recipe": name},
+        extra_state={
+            **glow_checkpoint_state(model),
+            "dataset": dataset,
+            "recipe": name,
+            "recipe_digest": _recipe_digest(spec),
+        },
         steps_per_epoch=steps_per_epoch,
         on_epoch_end=on_epoch_end,
     )
@@ -929,33 +959,79 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("glow", help="train the multi-scale Glow of lesson 07")
     g.add_argument("--dataset", choices=IMAGE_DATASETS, default="mnist")
-    g.add_argument("--minutes", type=float, default=5.0, help="total training minutes")
+    g.add_argument(
+        "--minutes",
+        type=_cli_type(lambda t: check_float("--minutes", float(t), positive=True)),
+        default=5.0,
+        help="total training minutes (> 0)",
+    )
     g.add_argument("--recipe", choices=["course", "reference", "full"], default="course")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    g.add_argument("--checkpoint", default=None, help="default: <cache>/checkpoints/...")
-    g.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
-    g.add_argument("--steps-per-epoch", type=int, default=100)
-    g.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    _, history = train_glow(
-        dataset=args.dataset,
-        minutes=args.minutes,
-        recipe=args.recipe,
-        device=args.device,
-        checkpoint=args.checkpoint,
-        resume=not args.fresh,
-        steps_per_epoch=args.steps_per_epoch,
-        progress=False,  # one line per evaluation instead
-        seed=args.seed,
-        on_epoch_end=lambda h: print(
-            f"step {h.steps:6d}  {h.seconds[-1]:7.1f} s  train NLL {h.epoch_loss[-1]:9.1f}  "
-            f"held-out {h.eval[-1]:.3f} bits/dim",
-            flush=True,
-        ),
+    g.add_argument(
+        "--checkpoint",
+        default=None,
+        help="default: <cache>/checkpoints/...; one of another dataset or recipe is refused",
     )
+    g.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over instead of resuming; an existing checkpoint NAME.pt is kept as "
+        "NAME.1.pt (the first free number) when the new run first saves",
+    )
+    g.add_argument(
+        "--steps-per-epoch",
+        type=_cli_type(lambda t: check_int("--steps-per-epoch", int(t), minimum=1)),
+        default=100,
+        help="steps between evaluations and checkpoints (>= 1)",
+    )
+    g.add_argument("--seed", type=_cli_type(lambda t: check_int("--seed", int(t))), default=0)
+    args = parser.parse_args(argv)
+    from course_utils.data import CorruptFileError, DatasetNotFoundError, WrongDatasetError
+
+    refusals = (
+        CheckpointBusyError,
+        CheckpointMismatchError,
+        CorruptFileError,
+        DatasetNotFoundError,
+        PermissionError,
+        WrongDatasetError,
+    )
+    try:
+        _, history = train_glow(
+            dataset=args.dataset,
+            minutes=args.minutes,
+            recipe=args.recipe,
+            device=args.device,
+            checkpoint=args.checkpoint,
+            resume=not args.fresh,
+            steps_per_epoch=args.steps_per_epoch,
+            progress=False,  # one line per evaluation instead
+            seed=args.seed,
+            on_epoch_end=lambda h: print(
+                f"step {h.steps:6d}  {h.seconds[-1]:7.1f} s  train NLL {h.epoch_loss[-1]:9.1f}  "
+                f"held-out {h.eval[-1]:.3f} bits/dim",
+                flush=True,
+            ),
+        )
+    except refusals as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if history.stopped:
         print(history.stopped)
     return 0
+
+
+def _cli_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse ``type`` from a check: its ValueError becomes argparse's usage error."""
+    import argparse
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    return convert
 
 
 if __name__ == "__main__":

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from course_utils.data import image_splits
+from course_utils.data import image_splits, load_mnist
 from course_utils.metrics import bits_per_dim
-from course_utils.models import Glow, dequantize, load_glow
-from course_utils.train import train_glow
+from course_utils.models import Glow, dequantize, load_glow, make_optimizer
+from course_utils.train import CheckpointMismatchError, save_checkpoint, train_glow
 
 TINY = {"levels": 2, "blocks": 1, "hidden": 8}
 
@@ -104,6 +105,9 @@ def test_train_save_load_sample_end_to_end(tmp_path, shared_data) -> None:
     assert ckpt.is_file()
     loaded, state = load_glow(ckpt)
     assert state["extra"]["dataset"] == "mnist-9k"
+    assert loaded.initialized  # the checkpoint's ActNorm statistics count as initialised
+    with pytest.raises(RuntimeError, match="already initialised"):
+        loaded.initialize(dequantize(image_splits("mnist-9k")[0][:64]))
     _, test = image_splits("mnist-9k")
     x = dequantize(test[:8], torch.Generator().manual_seed(0))
     # The loaded model gives the trained model's log-probs (ActNorm's data-initialised
@@ -138,10 +142,173 @@ def test_cli_trains_and_resumes(tmp_path, shared_data, capsys) -> None:
     assert main([*args, "--minutes", "0.03"]) == 0
     resumed = load_checkpoint(ckpt)["history"]
     assert resumed["steps"] > first and resumed["seconds"][-1] >= 0.03 * 60
-    assert main([*args, "--minutes", "0.01", "--fresh"]) == 0
+    with pytest.warns(UserWarning, match=r"cli\.1\.pt"):
+        assert main([*args, "--minutes", "0.01", "--fresh"]) == 0
     assert load_checkpoint(ckpt)["history"]["seconds"][-1] < resumed["seconds"][-1]
+    assert load_checkpoint(tmp_path / "cli.1.pt")["history"] == resumed  # the old run is kept
 
 
 def test_unknown_recipe_is_a_clear_error(shared_data) -> None:
     with pytest.raises(ValueError, match="unknown recipe 'huge'.*course"):
         train_glow("mnist-9k", minutes=0.01, recipe="huge", device="cpu")
+
+
+# --------------------------------------------- ActNorm's data-dependent start
+
+
+@pytest.fixture
+def real_digits(shared_data) -> torch.Tensor:
+    images, _ = load_mnist("mnist", "test", root=shared_data)
+    return dequantize(images[:64, None], torch.Generator().manual_seed(0))
+
+
+def test_sampling_first_does_not_initialise_actnorm(real_digits: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    model = Glow(**TINY)
+    torch.manual_seed(0)
+    reference = Glow(**TINY).initialize(real_digits)
+    assert not model.initialized and reference.initialized
+    samples = model.sample(4)  # an untrained model's samples: allowed, but a latent is not data
+    assert samples.shape == (4, 1, 28, 28) and not model.initialized
+    model.decode(model.sample_latents(2))
+    assert not model.initialized
+    model.initialize(real_digits)
+    with torch.no_grad():
+        torch.testing.assert_close(model.log_prob(real_digits), reference.log_prob(real_digits))
+    assert model.bits_per_dim(real_digits) < 20  # not 9.9e23
+
+
+def test_a_blank_batch_cannot_initialise_actnorm(real_digits: torch.Tensor) -> None:
+    model = Glow(**TINY)
+    blank = dequantize(torch.zeros(64, 1, 28, 28, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="blank or constant"):
+        model.initialize(blank)
+    with pytest.raises(ValueError, match="blank or constant"):
+        model.forward_kld(blank)  # the first training batch initialises through the same check
+    assert not model.initialized
+    model.forward_kld(real_digits)  # a lesson's own loop: its first real batch initialises
+    assert model.initialized
+    with torch.no_grad():
+        s_before = [p.clone() for p in model.parameters()]
+        model.log_prob(blank)  # an initialised model only scores it
+        assert all(torch.equal(a, b) for a, b in zip(s_before, model.parameters(), strict=True))
+    with pytest.raises(RuntimeError, match="already initialised"):
+        model.initialize(real_digits)
+    model.initialize(real_digits, force=True)
+
+
+def test_train_glow_initialises_before_training(tmp_path, shared_data, monkeypatch) -> None:
+    seen: list[bool] = []
+    forward_kld = Glow.forward_kld
+
+    def spy(self: Glow, x: torch.Tensor) -> torch.Tensor:
+        seen.append(self.initialized)
+        return forward_kld(self, x)
+
+    monkeypatch.setattr(Glow, "forward_kld", spy)
+    recipe = {"model": TINY, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0}
+    recipe |= {"warmup_steps": 2, "batch_size": 16}
+    train_glow(
+        "mnist-9k", 0.01, recipe, "cpu", tmp_path / "g.pt", eval_images=16, steps_per_epoch=2
+    )
+    assert seen and all(seen)
+
+
+# ----------------------------------------------------------- careless inputs
+
+
+def test_dequantize_careless_inputs() -> None:
+    u = dequantize(np.full((2, 1, 4, 4), 7, dtype=np.uint8))  # numpy is fine
+    assert isinstance(u, torch.Tensor) and u.shape == (2, 1, 4, 4)
+    assert dequantize(torch.zeros(2, 4, 4, dtype=torch.uint8)).shape == (2, 1, 4, 4)
+    for shape in [(28,), (28, 28), (1, 2, 1, 28, 28)]:
+        with pytest.raises(ValueError, match=r"shape \(batch, C, H, W\) or \(batch, H, W\)"):
+            dequantize(torch.zeros(shape, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="uint8.*got float64"):
+        dequantize(np.zeros((2, 1, 4, 4)))
+    with pytest.raises(ValueError, match="got list"):
+        dequantize([[0]])
+
+
+def test_glow_careless_inputs(tiny: Glow) -> None:
+    with pytest.raises(ValueError, match="x is float64 but the model is float32"):
+        tiny.log_prob(torch.rand(2, 1, 28, 28, dtype=torch.float64))
+    with pytest.raises(ValueError, match="x is an empty batch"):
+        tiny.log_prob(torch.rand(0, 1, 28, 28))
+    for n in (2.5, 0, "3"):
+        with pytest.raises(ValueError, match="n must be an integer >= 1"):
+            tiny.sample(n)
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
+        tiny.sample_latents(-1)
+    assert tiny.sample(np.int64(2)).shape == (2, 1, 28, 28)
+
+
+def test_make_optimizer_checks_the_recipe() -> None:
+    model = Glow(**TINY)
+    good = {"optimizer": "adam", "lr": np.float64(1e-3), "weight_decay": 0.0, "warmup_steps": 3}
+    optimizer, _ = make_optimizer(model, good)
+    assert type(optimizer.param_groups[0]["lr"]) is float
+    with pytest.raises(ValueError, match="optimizer 'sgd'.*adam.*adamax"):
+        make_optimizer(model, {**good, "optimizer": "sgd"})
+    with pytest.raises(ValueError, match="lr must be a finite number > 0"):
+        make_optimizer(model, {**good, "lr": float("nan")})
+    with pytest.raises(ValueError, match="warmup_steps must be an integer >= 0"):
+        make_optimizer(model, {**good, "warmup_steps": -1})
+    with pytest.raises(ValueError, match="recipe lacks 'weight_decay'"):
+        make_optimizer(model, {k: v for k, v in good.items() if k != "weight_decay"})
+
+
+def test_load_glow_refuses_weights_of_another_architecture(tmp_path, tiny: Glow) -> None:
+    from course_utils.models import glow_checkpoint_state
+
+    other = Glow(levels=2, blocks=2, hidden=8)
+    path = save_checkpoint(
+        tmp_path / "x.pt", {"model": other.state_dict(), "extra": glow_checkpoint_state(tiny)}
+    )
+    with pytest.raises(CheckpointMismatchError) as info:
+        load_glow(path)
+    assert "unexpected" in str(info.value) and len(str(info.value).splitlines()) < 8
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "match"),
+    [
+        ("--minutes", "nan", "--minutes must be a finite number > 0"),
+        ("--minutes", "0", "--minutes must be a finite number > 0"),
+        ("--minutes", "-1", "--minutes"),
+        ("--steps-per-epoch", "0", "--steps-per-epoch must be an integer >= 1"),
+    ],
+)
+def test_cli_refuses_bad_budgets(tmp_path, capsys, flag: str, value: str, match: str) -> None:
+    from course_utils.train import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["glow", "--checkpoint", str(tmp_path / "x.pt"), flag, value])
+    assert info.value.code == 2 and match in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_glow_refuses_bad_budgets(tmp_path) -> None:
+    for kwargs, match in [
+        ({"minutes": 0}, "minutes"),
+        ({"minutes": float("nan")}, "minutes"),
+        ({"steps_per_epoch": 0}, "steps_per_epoch"),
+        ({"eval_images": 0}, "eval_images"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            train_glow("mnist-9k", device="cpu", checkpoint=tmp_path / "x.pt", **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_refuses_to_resume_another_dataset(tmp_path, shared_data, capsys) -> None:
+    from course_utils.train import load_checkpoint, main
+
+    ckpt = tmp_path / "cli.pt"
+    args = ["glow", "--device", "cpu", "--checkpoint", str(ckpt), "--steps-per-epoch", "2"]
+    assert main([*args, "--dataset", "mnist-9k", "--minutes", "0.005"]) == 0
+    before = load_checkpoint(ckpt)["history"]
+    capsys.readouterr()
+    assert main([*args, "--dataset", "fashion-mnist", "--minutes", "0.02"]) == 2
+    err = capsys.readouterr().err
+    assert "dataset: saved 'mnist-9k', here 'fashion-mnist'" in err and "--fresh" in err
+    assert load_checkpoint(ckpt)["history"] == before
