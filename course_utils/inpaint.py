@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from course_utils.checks import check_int
 from course_utils.models import log_prob_in_batches
 
 Tensor = torch.Tensor
@@ -163,13 +164,7 @@ def check_inputs(images: Tensor, mask: Tensor) -> Tensor:
         raise ValueError(
             f"images must be float in [0, 1], got {images.dtype}; map uint8 with to_unit()"
         )
-    if not torch.isfinite(images).all():
-        raise ValueError("images contain NaN or inf values")
-    if images.min() < 0 or images.max() > 1:
-        raise ValueError(
-            f"images must lie in [0, 1], got values in "
-            f"[{images.min().item():.3g}, {images.max().item():.3g}]"
-        )
+    _check_unit_interval(images, "images")
     missing = mask.flatten(1).sum(1)
     if (missing == 0).any():
         i = int((missing == 0).nonzero()[0])
@@ -241,9 +236,8 @@ def _neighbours(images: Tensor, mask: Tensor, train_images: Tensor, k: int, chun
     Returns ``(dist, idx)``: squared known-pixel distances ``(batch, k)`` in
     increasing order, and their indices into ``train_images``.
     """
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    k = min(k, len(train_images))
+    k = min(check_int("k", k, minimum=1), len(train_images))
+    chunk = check_int("chunk", chunk, minimum=1)
     dist, idx = _known_distances(images, mask, train_images, chunk).topk(k, dim=1, largest=False)
     return dist.clamp_min(0), idx
 
@@ -349,6 +343,17 @@ def _check_train(train_images: Tensor, images: Tensor) -> None:
         )
     if not train_images.is_floating_point():
         raise ValueError("train_images must be float in [0, 1]; map uint8 with to_unit()")
+    _check_unit_interval(train_images, "train_images")
+
+
+def _check_unit_interval(x: Tensor, name: str) -> None:
+    """Finite values in ``[0, 1]``, or a ``ValueError`` that shows the range received."""
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contain NaN or inf values")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(
+            f"{name} must lie in [0, 1], got values in [{x.min().item():.3g}, {x.max().item():.3g}]"
+        )
 
 
 # ----------------------------------------------------------------- flow methods

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -144,6 +145,32 @@ def test_baselines_check_the_training_pool():
         ip.mean_fill(digits(), GOOD_MASK, torch.rand(5, 1, 14, 14))
     with pytest.raises(ValueError, match="to_unit"):
         ip.nearest_neighbour_fill(digits(), GOOD_MASK, torch.zeros(5, 1, 28, 28, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize(
+    ("pool", "match"),
+    [
+        (torch.rand(5, 1, 28, 28) * 255, r"train_images must lie in \[0, 1\], got values in"),
+        (torch.rand(5, 1, 28, 28) - 0.5, r"train_images must lie in \[0, 1\]"),
+        (torch.full((5, 1, 28, 28), math.nan), "train_images contain NaN or inf"),
+    ],
+)
+def test_baselines_refuse_a_training_pool_outside_the_unit_interval(pool, match):
+    for fill in (ip.mean_fill, ip.kernel_fill, ip.nearest_neighbour_fill):
+        with pytest.raises(ValueError, match=match):
+            fill(digits(), GOOD_MASK, pool)
+
+
+def test_neighbour_counts_and_chunks_of_the_wrong_type():
+    pool = torch.rand(8, 1, 28, 28)
+    for k in (2.5, True, "3", 0):
+        with pytest.raises(ValueError, match="k must be an integer >= 1"):
+            ip.kernel_fill(digits(), GOOD_MASK, pool, k=k)
+    ok = ip.kernel_fill(digits(), GOOD_MASK, pool, k=np.int64(3))  # numpy integers are integers
+    assert torch.equal(ok, ip.kernel_fill(digits(), GOOD_MASK, pool, k=3))
+    for chunk in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="chunk must be an integer >= 1"):
+            ip.nearest_neighbour_fill(digits(), GOOD_MASK, pool, chunk=chunk)
 
 
 def test_kernel_fill_weights_the_nearest_neighbours_by_distance():
