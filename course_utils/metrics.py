@@ -22,6 +22,8 @@ import math
 
 import torch
 
+from course_utils.checks import check_int
+
 
 def nll(log_prob: torch.Tensor) -> float:
     """Mean negative log-likelihood in nats.
@@ -35,12 +37,22 @@ def nll(log_prob: torch.Tensor) -> float:
     >>> nll(torch.tensor([-1.0, -3.0]))
     2.0
     """
+    log_prob = _as_log_prob(log_prob)
+    return float(-log_prob.detach().mean())  # detach: a metric, not a loss to backpropagate
+
+
+def _as_log_prob(log_prob: torch.Tensor) -> torch.Tensor:
+    """``log_prob`` as a float tensor of shape ``(batch,)``, ``batch >= 1``, or a ValueError."""
     log_prob = torch.as_tensor(log_prob)
     if log_prob.ndim != 1 or len(log_prob) == 0:
         raise ValueError(
             f"log_prob must have shape (batch,) with batch >= 1, got {tuple(log_prob.shape)}"
         )
-    return float(-log_prob.detach().mean())  # detach: a metric, not a loss to backpropagate
+    if not log_prob.is_floating_point():
+        raise ValueError(
+            f"log_prob must be floating point, got {str(log_prob.dtype).removeprefix('torch.')}"
+        )
+    return log_prob
 
 
 def bits_per_dim(log_prob: torch.Tensor, num_dims: int, n_bins: int = 256) -> float:
@@ -58,7 +70,7 @@ def bits_per_dim(log_prob: torch.Tensor, num_dims: int, n_bins: int = 256) -> fl
     >>> round(bits_per_dim(torch.zeros(4), 784), 6)  # uniform density on [0,1)^D
     8.0
     """
-    nll(log_prob)  # validates the shape
+    log_prob = _as_log_prob(log_prob)
     return float(bits_per_dim_each(log_prob.detach().double(), num_dims, n_bins).mean())
 
 
@@ -70,10 +82,8 @@ def bits_per_dim_each(log_prob: torch.Tensor, num_dims: int, n_bins: int = 256) 
     >>> bits_per_dim_each(torch.tensor([0.0, -784 * math.log(2)]), 784).tolist()
     [8.0, 9.0]
     """
-    if num_dims <= 0:
-        raise ValueError(f"num_dims must be positive, got {num_dims}")
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be positive, got {n_bins}")
+    num_dims = check_int("num_dims", num_dims, minimum=1)
+    n_bins = check_int("n_bins", n_bins, minimum=1)
     return (num_dims * math.log(n_bins) - log_prob) / (num_dims * math.log(2))
 
 

@@ -85,3 +85,17 @@ def test_num_dims_must_be_positive(num_dims: int) -> None:
 def test_n_bins_must_be_positive() -> None:
     with pytest.raises(ValueError, match="n_bins"):
         bits_per_dim(torch.zeros(2), 4, n_bins=0)
+
+
+@pytest.mark.parametrize("num_dims", [784.5, "784", True])
+def test_num_dims_must_be_an_integer(num_dims) -> None:
+    with pytest.raises(ValueError, match="num_dims must be an integer >= 1"):
+        bits_per_dim(torch.zeros(2), num_dims)
+
+
+def test_bits_per_dim_of_a_list_and_of_integers() -> None:
+    assert bits_per_dim([0.0, 0.0], 784) == pytest.approx(8.0)  # like nll, any sequence
+    with pytest.raises(ValueError, match="log_prob must be floating point, got int64"):
+        nll(torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="n_bins must be an integer >= 1"):
+        bits_per_dim(torch.zeros(2), 784, n_bins=2.5)
