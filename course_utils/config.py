@@ -4,7 +4,8 @@ Every setting is read from an environment variable so that the same notebook
 runs unchanged on a laptop, in a classroom and in the test suite:
 
 =======================  ====================================================
-``COURSE_FAST=1``        fast mode: trainings shrink to a few steps (tests, CI)
+``COURSE_FAST=1``        fast mode: trainings shrink to a few steps (tests, CI);
+                         1/true/yes/on or 0/false/no/off, anything else is an error
 ``COURSE_DATA_DIR``      a local folder holding the IDX ``.gz`` files, read as
                          is (e.g. ``../shared/data``); files missing there are
                          looked for in the cache and downloaded
@@ -31,24 +32,39 @@ import torch
 T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-_TRUE = {"1", "true", "yes", "on"}
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+_FALSE = {"", "0", "false", "f", "no", "n", "off"}
 
 
 def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in _TRUE
+    """A yes/no environment variable; a word that is neither is an error, never "off"."""
+    value = os.environ.get(name, "")
+    word = value.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(
+        f"{name}={value!r} is not a yes/no value: use 1/true/yes/on to turn it on, "
+        "0/false/no/off (or leave it unset) to turn it off"
+    )
 
 
 def fast_mode() -> bool:
     """Whether ``COURSE_FAST`` asks for shrunken trainings (read on every call).
 
     Returns:
-        True when the environment variable ``COURSE_FAST`` is 1/true/yes/on.
+        True when ``COURSE_FAST`` is 1/true/yes/on/y/t, False when it is unset,
+        empty or 0/false/no/off/n/f (any case).
+
+    Raises:
+        ValueError: it holds any other word.
     """
     return _flag("COURSE_FAST")
 
 
 def offline() -> bool:
-    """Whether ``COURSE_OFFLINE`` forbids network access."""
+    """Whether ``COURSE_OFFLINE`` forbids network access (the same words as :func:`fast_mode`)."""
     return _flag("COURSE_OFFLINE")
 
 
