@@ -735,3 +735,13 @@ def test_checkpoint_mode_and_symlink_are_kept(points: torch.Tensor, tmp_path: Pa
     fit(small_flow(), points, epochs=2, checkpoint=link)
     assert link.is_symlink() and load_checkpoint(target)["history"]["steps"] == 2 * STEPS_PER_EPOCH
     assert sorted(p.name for p in target.parent.iterdir()) == ["real.pt"]
+
+
+def test_a_model_of_mixed_dtypes_takes_data_of_either(points: torch.Tensor) -> None:
+    """normflows builds some base distributions in float64 under float32 layers."""
+    torch.manual_seed(0)
+    base = nf.distributions.GaussianMixture(2, 2)  # float64 parameters
+    flow = nf.NormalizingFlow(base, [nf.flows.AffineConstFlow((2,))])
+    assert {p.dtype for p in flow.parameters()} == {torch.float32, torch.float64}
+    history = fit(flow, points, loss_fn=lambda m, x: m.forward_kld(x))
+    assert history.steps == STEPS_PER_EPOCH
