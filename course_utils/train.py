@@ -253,7 +253,7 @@ def checkpoint_lock(path: str | os.PathLike) -> Iterator[Path]:
 
     Raises:
         CheckpointBusyError: a live process holds the lock.
-        PermissionError: the checkpoint's folder cannot be written.
+        OSError: the checkpoint's folder cannot be written (e.g. PermissionError).
     """
     target = _real_path(path)
     lock = target.with_name(f"{target.name}.lock")
@@ -282,8 +282,8 @@ def checkpoint_lock(path: str | os.PathLike) -> Iterator[Path]:
             raise CheckpointBusyError(
                 f"could not take the lock {lock}; delete it if no run uses it"
             )
-    except PermissionError as err:
-        raise PermissionError(
+    except OSError as err:  # no permission, a read-only file system, a file for a folder
+        raise type(err)(
             f"cannot write the checkpoint {path}: {err.strerror or err} in {target.parent}; "
             "choose a writable path"
         ) from err

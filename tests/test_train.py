@@ -745,3 +745,18 @@ def test_a_model_of_mixed_dtypes_takes_data_of_either(points: torch.Tensor) -> N
     assert {p.dtype for p in flow.parameters()} == {torch.float32, torch.float64}
     history = fit(flow, points, loss_fn=lambda m, x: m.forward_kld(x))
     assert history.steps == STEPS_PER_EPOCH
+
+
+def test_a_checkpoint_below_a_file_fails_before_training(
+    points: torch.Tensor, tmp_path: Path
+) -> None:
+    calls: list[int] = []
+    (tmp_path / "plain").write_text("not a folder")
+    with pytest.raises(OSError, match="cannot write the checkpoint"):
+        fit(
+            small_flow(),
+            points,
+            loss_fn=_counting_loss(calls),
+            checkpoint=tmp_path / "plain" / "x.pt",
+        )
+    assert calls == []
