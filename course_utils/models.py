@@ -289,15 +289,18 @@ class Glow(nn.Module):
                 f"below {_MIN_INIT_STD}): ActNorm would scale its noise up to unit variance. "
                 "Initialise on a batch of real images"
             )
-        for m in self._actnorms():
-            m.data_dep_init_done.fill_(0.0)
-        self._forget_initialized()
+        if force:
+            for m in self._actnorms():
+                m.data_dep_init_done.fill_(0.0)
         self.flow.log_prob(x, None)  # normflows' ActNorm sets itself on this first pass
+        for m in self._actnorms():  # one the data pass does not reach keeps its identity start
+            m.data_dep_init_done.fill_(1.0)
+        self._initialized = True
         return self
 
     def _ensure_initialized(self, x: Tensor) -> None:
         if not self.initialized:
-            self.initialize(x, force=True)
+            self.initialize(x)
 
     @contextmanager
     def _without_initialising(self) -> Iterator[None]:

@@ -143,8 +143,8 @@ def checkpoint_safe(value: Any, where: str = "state") -> Any:
         return type(value)(out) if type(value) in (dict, OrderedDict) else out
     if isinstance(value, (list, tuple, set, frozenset)):
         items = [checkpoint_safe(v, f"{where}[{i}]") for i, v in enumerate(value)]
-        kind = {list: list, tuple: tuple, set: set, frozenset: set}
-        return next(k for t, k in kind.items() if isinstance(value, t))(items)
+        plain = {list: list, tuple: tuple, set: set, frozenset: set}
+        return next(k for t, k in plain.items() if isinstance(value, t))(items)
     kind = "function" if hasattr(value, "__code__") else type(value).__name__
     what = ("an " if kind[0].lower() in "aeiou" else "a ") + kind
     raise ValueError(

@@ -199,13 +199,13 @@ def test_a_blank_batch_cannot_initialise_actnorm(real_digits: torch.Tensor) -> N
 
 def test_train_glow_initialises_before_training(tmp_path, shared_data, monkeypatch) -> None:
     seen: list[bool] = []
-    forward_kld = Glow.forward_kld
+    log_prob = Glow.log_prob
 
     def spy(self: Glow, x: torch.Tensor) -> torch.Tensor:
-        seen.append(self.initialized)
-        return forward_kld(self, x)
+        seen.append(self.initialized)  # every score, from the first training step on
+        return log_prob(self, x)
 
-    monkeypatch.setattr(Glow, "forward_kld", spy)
+    monkeypatch.setattr(Glow, "log_prob", spy)
     recipe = {"model": TINY, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0}
     recipe |= {"warmup_steps": 2, "batch_size": 16}
     train_glow(
@@ -312,3 +312,18 @@ def test_cli_refuses_to_resume_another_dataset(tmp_path, shared_data, capsys) ->
     err = capsys.readouterr().err
     assert "dataset: saved 'mnist-9k', here 'fashion-mnist'" in err and "--fresh" in err
     assert load_checkpoint(ckpt)["history"] == before
+
+
+def test_an_actnorm_the_data_does_not_reach_leaves_the_others_alone(
+    real_digits: torch.Tensor,
+) -> None:
+    import normflows as nf
+
+    model = Glow(**TINY)
+    model.extra = nf.flows.ActNorm((1, 1, 1))  # outside the flow: no data pass reaches it
+    with torch.no_grad():
+        model.log_prob(real_digits[:32])
+        assert model.initialized
+        before = [p.clone() for p in model.flow.parameters()]
+        model.log_prob(real_digits[32:])  # other statistics: a second initialisation would show
+    assert all(torch.equal(a, b) for a, b in zip(before, model.flow.parameters(), strict=True))
