@@ -24,6 +24,12 @@ import torch
 from torch import nn
 
 from course_utils.checks import check_float, check_int
+from course_utils.glow_layers import (
+    MaskedAffineCoupling,
+    VariationalDequantizer,
+    checkerboard,
+    glow_block,
+)
 from course_utils.metrics import bits_per_dim
 
 Tensor = torch.Tensor
@@ -79,20 +85,52 @@ class GlowConfig:
         shape: ``(C, H, W)``; H and W divisible by ``2**levels``.
         levels: number of scales L (squeeze + K blocks + split per level).
         blocks: Glow blocks K per level (ActNorm, 1×1 conv, affine coupling).
-        hidden: channels of the coupling networks' hidden layers.
-        split_mode: ``"channel"`` or ``"checkerboard"`` split inside couplings.
-        scale_map: ``"sigmoid"`` (Glow) or ``"exp"`` (RealNVP) coupling scale.
+            An int for every level, or one per level listed from the data side
+            (finest first).
+        hidden: channels of the coupling networks' hidden layers (an int, or
+            one per level, finest first).
+        net: the coupling network: ``"conv"`` is normflows' own ``GlowBlock``
+            (a 3-layer CNN, sigmoid scale); ``"gated"`` is
+            :func:`course_utils.glow_layers.glow_block` (gated residual CNN,
+            masked coupling with a bounded log-scale).
+        net_layers: gated blocks of each ``"gated"`` network.
+        full_res: checkerboard couplings at full resolution, before the first
+            squeeze (:class:`course_utils.glow_layers.MaskedAffineCoupling`).
+        full_res_hidden: hidden channels of their networks.
+        dequantizer: couplings of a variational dequantizer
+            (:class:`course_utils.glow_layers.VariationalDequantizer`) that
+            learns the noise ``v`` of ``u = (k + v)/256``; 0 dequantizes uniformly.
+        dequantizer_hidden: hidden channels of its networks.
+        split_mode: ``"channel"`` or ``"checkerboard"`` split inside ``"conv"`` couplings.
+        scale_map: ``"sigmoid"`` (Glow) or ``"exp"`` (RealNVP) ``"conv"`` coupling scale.
         logit_alpha: if set, the flow starts with ``logit(α + (1 − 2α) u)``;
             None models ``u`` directly.
     """
 
     shape: tuple[int, int, int] = (1, 28, 28)
     levels: int = 2
-    blocks: int = 8
-    hidden: int = 64
+    blocks: int | tuple[int, ...] = 8
+    hidden: int | tuple[int, ...] = 64
+    net: str = "conv"
+    net_layers: int = 2
+    full_res: int = 0
+    full_res_hidden: int = 32
+    dequantizer: int = 0
+    dequantizer_hidden: int = 16
     split_mode: str = "channel"
     scale_map: str = "sigmoid"
     logit_alpha: float | None = None
+
+    def per_level(self, name: str) -> tuple[int, ...]:
+        """``blocks`` or ``hidden`` as one value per level, finest first."""
+        value = getattr(self, name)
+        values = (value,) * self.levels if isinstance(value, int) else tuple(value)
+        if len(values) != self.levels or not all(isinstance(v, int) and v > 0 for v in values):
+            raise ValueError(
+                f"{name} must be a positive int or {self.levels} positive ints (one per level, "
+                f"finest first), got {value!r}"
+            )
+        return values
 
 
 #: The smallest pixel standard deviation :meth:`Glow.initialize` accepts: real
@@ -140,19 +178,45 @@ class Glow(nn.Module):
                 f"reach {h // 2**cfg.levels}×{w // 2**cfg.levels} at level {cfg.levels}; "
                 "use split_mode='channel' or fewer levels"
             )
+        if cfg.net not in ("conv", "gated"):
+            raise ValueError(f"net must be 'conv' or 'gated', got {cfg.net!r}")
+        if cfg.full_res and (h % 2 or w % 2):
+            raise ValueError(
+                f"full-resolution checkerboard couplings need an even size, got {h}×{w}"
+            )
+        blocks, hidden = cfg.per_level("blocks"), cfg.per_level("hidden")
         self.config = cfg
         big_l = cfg.levels
         q0, flows, merges = [], [], []
         for i in range(big_l):
             # Level 0 is the coarsest; lists run from the base towards the data.
             ch = c * 2 ** (big_l + 1 - i)
-            level = [
-                nf.flows.GlowBlock(
-                    ch, cfg.hidden, split_mode=cfg.split_mode, scale=True, scale_map=cfg.scale_map
-                )
-                for _ in range(cfg.blocks)
-            ]
+            width, depth = hidden[big_l - 1 - i], blocks[big_l - 1 - i]
+            level: list[nn.Module] = []
+            for k in range(depth):
+                if cfg.net == "gated":
+                    level += glow_block(ch, width, cfg.net_layers, invert=k % 2 == 1)
+                else:
+                    level.append(
+                        nf.flows.GlowBlock(
+                            ch,
+                            width,
+                            split_mode=cfg.split_mode,
+                            scale=True,
+                            scale_map=cfg.scale_map,
+                        )
+                    )
             level.append(nf.flows.Squeeze())
+            if i == big_l - 1:  # the finest level ends, towards the data, at full resolution
+                level += [
+                    MaskedAffineCoupling(
+                        checkerboard(h, w, invert=k % 2 == 1),
+                        c,
+                        cfg.full_res_hidden,
+                        cfg.net_layers,
+                    )
+                    for k in range(cfg.full_res)
+                ]
             flows.append(level)
             if i > 0:
                 merges.append(nf.flows.Merge())
@@ -164,6 +228,13 @@ class Glow(nn.Module):
             q0.append(nf.distributions.GlowBase(latent))
         transform = nf.transforms.Logit(cfg.logit_alpha) if cfg.logit_alpha is not None else None
         self.flow = nf.MultiscaleFlow(q0, flows, merges, transform=transform, class_cond=False)
+        self.dequantizer = (
+            VariationalDequantizer(
+                cfg.shape, cfg.dequantizer, cfg.dequantizer_hidden, cfg.net_layers
+            )
+            if cfg.dequantizer
+            else None
+        )
         self._initialized = False
         self.register_load_state_dict_post_hook(self._forget_initialized)
 
@@ -189,16 +260,30 @@ class Glow(nn.Module):
             + (f", logit(α={cfg.logit_alpha})" if cfg.logit_alpha else "")
         ]
         shapes = self.latent_shapes()
+        blocks, hidden = cfg.per_level("blocks"), cfg.per_level("hidden")
+        net = "gated CNN" if cfg.net == "gated" else "CNN"
         total = 0
+        finest = list(self.flow.flows[-1])
+        if cfg.full_res:
+            full = finest[len(finest) - cfg.full_res :]
+            n_params = sum(p.numel() for f in full for p in f.parameters())
+            total += n_params
+            lines.append(
+                f"full resolution: {cfg.full_res} checkerboard couplings ({net}, "
+                f"{cfg.full_res_hidden} hidden); {n_params:,} parameters"
+            )
         for i in reversed(range(cfg.levels)):
             n_params = sum(p.numel() for p in self.flow.flows[i].parameters())
             n_params += sum(p.numel() for p in self.flow.q0[i].parameters())
+            if i == cfg.levels - 1 and cfg.full_res:
+                n_params -= total
             total += n_params
             c, h, w = c * 4, h // 2, w // 2
+            level = cfg.levels - i
             lines.append(
-                f"level {cfg.levels - i}: squeeze -> ({c}, {h}, {w}); "
-                f"{cfg.blocks} Glow blocks (ActNorm, 1x1 conv, affine coupling); "
-                f"{n_params:,} parameters"
+                f"level {level}: squeeze -> ({c}, {h}, {w}); "
+                f"{blocks[level - 1]} Glow blocks (ActNorm, 1x1 conv, affine coupling with a "
+                f"{net}, {hidden[level - 1]} hidden); {n_params:,} parameters"
             )
             if i > 0:
                 c //= 2
@@ -324,13 +409,52 @@ class Glow(nn.Module):
         """Training loss: mean NLL in nats of a batch of dequantized images."""
         return -self.log_prob(x).mean()
 
-    @torch.no_grad()
-    def bits_per_dim(self, x: Tensor, batch_size: int = 500) -> float:
-        """Mean bits/dim of dequantized images (convention of :mod:`course_utils.metrics`).
+    def dequantized_log_prob(
+        self, images: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """A lower bound on ``log P(k) + D log 256`` of 8-bit images ``k``: ``(batch,)``.
 
-        Evaluated without gradients, ``batch_size`` images at a time, so a whole
-        held-out split fits in memory.
+        ``log p(u) − log q(v|k)`` with ``u = (k + v)/256`` and ``v`` drawn from
+        the model's dequantizer, or uniformly (``log q = 0``) without one. In
+        the units of :meth:`log_prob`, so :func:`course_utils.metrics.bits_per_dim`
+        turns it into bits/dim; its negative mean is the training loss.
+
+        Args:
+            images: ``uint8`` images ``(batch, C, H, W)``.
+            generator: seeds the dequantization noise.
         """
+        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
+            got = images.dtype if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"images must be a uint8 tensor (0..255), got {got}")
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.config.shape:
+            raise ValueError(
+                f"images must have shape (batch, {', '.join(map(str, self.config.shape))}), "
+                f"got {tuple(images.shape)}"
+            )
+        if self.dequantizer is None:
+            return self.log_prob(dequantize(images, generator))
+        u, log_q = self.dequantizer(images, generator)
+        return self.log_prob(u) - log_q
+
+    @torch.no_grad()
+    def bits_per_dim(self, x: Tensor, batch_size: int = 500, seed: int = 1) -> float:
+        """Mean bits/dim (convention of :mod:`course_utils.metrics`).
+
+        Args:
+            x: dequantized images (float, in [0, 1]), scored with :meth:`log_prob`;
+                or ``uint8`` images, scored with :meth:`dequantized_log_prob`
+                (the model's own dequantizer) and a noise seeded with ``seed``.
+            batch_size: images per pass, so a whole test split fits in memory.
+            seed: seeds the dequantization noise of ``uint8`` images.
+        """
+        if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
+            if batch_size < 1:
+                raise ValueError(f"batch_size must be positive, got {batch_size}")
+            generator = torch.Generator().manual_seed(seed)
+            log_p = torch.cat(
+                [self.dequantized_log_prob(part, generator) for part in x.split(batch_size)]
+            )
+            return bits_per_dim(log_p, self.num_dims)
         return bits_per_dim(log_prob_in_batches(self, x, batch_size), self.num_dims)
 
     def encode(self, x: Tensor) -> list[Tensor]:
@@ -385,27 +509,48 @@ REFERENCE_RECIPE: dict = {
     "batch_size": 128,
 }
 
-#: The course's CPU recipe: a small, logit-preprocessed Glow with Adam after a
-#: learning-rate warm-up, chosen by ``benchmarks/glow_ablation.py`` for the
-#: lowest held-out bits/dim per second of CPU time (lesson 07, section 10).
+#: The course's CPU recipe, chosen by measured held-out bits/dim per second of
+#: CPU time (``benchmarks/glow_ablation.py``, lesson 07, section 11): two
+#: checkerboard couplings at full resolution, gated coupling networks, a logit
+#: with a tiny α, a learned dequantization noise, and batches of 16.
 COURSE_RECIPE: dict = {
-    "model": {"levels": 2, "blocks": 4, "hidden": 64, "logit_alpha": 0.05},
+    "model": {
+        "levels": 2,
+        "blocks": (2, 4),
+        "hidden": (48, 64),
+        "net": "gated",
+        "net_layers": 2,
+        "full_res": 2,
+        "full_res_hidden": 32,
+        "dequantizer": 4,
+        "dequantizer_hidden": 16,
+        "logit_alpha": 1e-5,
+    },
     "optimizer": "adam",
-    "lr": 2e-3,
+    "lr": 1e-3,
     "weight_decay": 0.0,
     "warmup_steps": 100,
-    "batch_size": 64,
+    "batch_size": 16,
+    "max_grad_norm": 100.0,
 }
 
-#: A larger model for a GPU (``--device cuda``), aiming at about 1.05 bits/dim
-#: on full MNIST after long training. Not yet measured.
+#: The course recipe widened for a GPU (``--device cuda``): more blocks and
+#: channels, larger batches. Not yet measured on a GPU.
 FULL_RECIPE: dict = {
-    "model": {"levels": 2, "blocks": 32, "hidden": 256, "logit_alpha": 0.05},
+    "model": {
+        **COURSE_RECIPE["model"],
+        "blocks": (4, 8),
+        "hidden": (96, 128),
+        "full_res": 4,
+        "full_res_hidden": 64,
+        "dequantizer_hidden": 32,
+    },
     "optimizer": "adam",
     "lr": 1e-3,
     "weight_decay": 0.0,
     "warmup_steps": 500,
-    "batch_size": 128,
+    "batch_size": 64,
+    "max_grad_norm": 100.0,
 }
 
 RECIPES = {"course": COURSE_RECIPE, "reference": REFERENCE_RECIPE, "full": FULL_RECIPE}

@@ -858,12 +858,17 @@ def train_glow(
     progress: bool | None = None,
     seed: int = 0,
     on_epoch_end: Callable[[History], None] | None = None,
+    validation: int = 0,
 ):
     """Train a :class:`course_utils.models.Glow` for a wall-clock budget.
 
-    Batches are dequantized afresh at every step (``u = (k + v) / 256``); the
-    held-out bits/dim is measured after every ``steps_per_epoch`` steps on the
-    first ``eval_images`` test images with a fixed dequantization noise.
+    Each step draws a batch of 8-bit training images and minimises
+    ``-Glow.dequantized_log_prob`` (the bound on ``log P(k)``, with the model's
+    own dequantization noise, drawn afresh at every step). The held-out
+    bits/dim is measured after every ``steps_per_epoch`` steps on the first
+    ``eval_images`` test images with a fixed dequantization noise, or, with
+    ``validation``, on the last training images, which are then left out of
+    training (to choose settings without looking at the test split).
 
     A fresh model's ActNorm layers are initialised explicitly
     (:meth:`course_utils.models.Glow.initialize`) on 512 training images
@@ -885,6 +890,8 @@ def train_glow(
         progress: progress bar; default only when interactive.
         seed: seeds the model's initialisation and the batch order.
         on_epoch_end: called with the history after each evaluation.
+        validation: if > 0, hold out the last ``validation`` training images
+            and measure the curve on them instead of the test split.
 
     Returns:
         ``(model, history)``; ``history.eval`` is the held-out bits/dim curve
@@ -904,6 +911,7 @@ def train_glow(
     eval_images = check_int("eval_images", eval_images, minimum=1)
     steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, minimum=1)
     seed = check_int("seed", seed)
+    validation = check_int("validation", validation, minimum=0)
     if isinstance(recipe, str) and recipe not in RECIPES:
         raise ValueError(
             f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)} or pass a dict"
@@ -916,6 +924,12 @@ def train_glow(
     name = next((k for k, v in RECIPES.items() if v == spec), "custom")
     ckpt = checkpoint or glow_checkpoint_path(dataset, spec)
     train_images, test_images = image_splits(dataset)
+    if validation:
+        if validation >= len(train_images):
+            raise ValueError(
+                f"validation={validation} leaves no training images of {len(train_images)}"
+            )
+        train_images, test_images = train_images[:-validation], train_images[-validation:]
     seed_everything(seed)
     model = Glow(**spec["model"])
     dev = resolve_device(device)
@@ -925,19 +939,20 @@ def train_glow(
         pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))
         init = train_images[pick[:512]]
         model.initialize(dequantize(init, torch.Generator().manual_seed(seed)).to(dev))
-    held_out = dequantize(test_images[:eval_images], torch.Generator().manual_seed(1)).to(dev)
+    held_out = test_images[:eval_images].to(dev)
 
     history = train(
         model,
-        lambda m, k: m.forward_kld(dequantize(k)),
+        lambda m, k: -m.dequantized_log_prob(k).mean(),
         train_images,
         epochs=10**9,  # the time budget ends the run
         batch_size=spec["batch_size"],
         optimizer=optimizer,
         scheduler=scheduler,
         device=dev,
+        max_grad_norm=spec.get("max_grad_norm"),
         max_seconds=minutes * 60,
-        eval_fn=lambda m: m.bits_per_dim(held_out),
+        eval_fn=lambda m: m.bits_per_dim(held_out, seed=1),
         checkpoint=ckpt,
         resume=resume,
         progress=progress,
@@ -947,6 +962,7 @@ def train_glow(
             "dataset": dataset,
             "recipe": name,
             "recipe_digest": _recipe_digest(spec),
+            "validation": validation,
         },
         steps_per_epoch=steps_per_epoch,
         on_epoch_end=on_epoch_end,
@@ -989,6 +1005,12 @@ def main(argv: list[str] | None = None) -> int:
         default=100,
         help="steps between evaluations and checkpoints (>= 1)",
     )
+    g.add_argument(
+        "--eval-images",
+        type=_cli_type(lambda t: check_int("--eval-images", int(t), minimum=1)),
+        default=1000,
+        help="held-out test images of the bits/dim curve (>= 1)",
+    )
     g.add_argument("--seed", type=_cli_type(lambda t: check_int("--seed", int(t))), default=0)
     args = parser.parse_args(argv)
     from course_utils.data import CorruptFileError, DatasetNotFoundError, WrongDatasetError
@@ -1010,6 +1032,7 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint=args.checkpoint,
             resume=not args.fresh,
             steps_per_epoch=args.steps_per_epoch,
+            eval_images=args.eval_images,
             progress=False,  # one line per evaluation instead
             seed=args.seed,
             on_epoch_end=lambda h: print(

@@ -134,7 +134,7 @@ def test_cli_trains_and_resumes(tmp_path, shared_data, capsys) -> None:
 
     ckpt = tmp_path / "cli.pt"
     args = ["glow", "--dataset", "mnist-9k", "--device", "cpu", "--checkpoint", str(ckpt)]
-    args += ["--steps-per-epoch", "2"]
+    args += ["--steps-per-epoch", "2", "--eval-images", "16"]
     assert main([*args, "--minutes", "0.01"]) == 0
     first = load_checkpoint(ckpt)["history"]["steps"]
     assert first >= 2 and "held-out" in capsys.readouterr().out
@@ -305,6 +305,7 @@ def test_cli_refuses_to_resume_another_dataset(tmp_path, shared_data, capsys) ->
 
     ckpt = tmp_path / "cli.pt"
     args = ["glow", "--device", "cpu", "--checkpoint", str(ckpt), "--steps-per-epoch", "2"]
+    args += ["--eval-images", "16"]
     assert main([*args, "--dataset", "mnist-9k", "--minutes", "0.005"]) == 0
     before = load_checkpoint(ckpt)["history"]
     capsys.readouterr()
