@@ -1,0 +1,177 @@
+"""Models shipped with the course, verified before use.
+
+Each model is two files in the top-level ``pretrained/`` folder: the weights
+``<name>.pt`` and a manifest ``<name>.json`` that says how they were made (the
+command that reproduces them, the data, the measured figures) and holds the
+weights' sha256. :func:`load` checks the digest before reading a byte with
+``torch.load(weights_only=True)``, so a damaged, truncated or swapped file is
+refused with a message that says what to do, and no file can run code.
+
+``python -m course_utils.pretrained --list`` prints the table of shipped models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from course_utils.config import REPO_ROOT
+
+#: Where the shipped models live.
+PRETRAINED_DIR = REPO_ROOT / "pretrained"
+
+
+class PretrainedError(RuntimeError):
+    """A shipped model is missing, damaged or does not match its manifest."""
+
+
+def sha256sum(path: str | os.PathLike) -> str:
+    """The hex sha256 digest of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest(name: str, folder: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The manifest of a shipped model (a dict read from ``<name>.json``).
+
+    Raises:
+        PretrainedError: there is no such model, or its manifest is unreadable.
+    """
+    folder = Path(folder) if folder is not None else PRETRAINED_DIR
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        known = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+        raise PretrainedError(
+            f"no pretrained model {name!r}: {path} does not exist; shipped models: "
+            f"{', '.join(known) or 'none'} (in {folder})"
+        )
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise PretrainedError(f"the manifest {path} is unreadable: {err}") from err
+
+
+def load_state(name: str, folder: str | os.PathLike | None = None) -> tuple[dict, dict]:
+    """The verified weights file of ``name``: ``(state, manifest)``.
+
+    Raises:
+        PretrainedError: the weights are missing, their sha256 differs from
+            the manifest's, or they cannot be read.
+    """
+    folder = Path(folder) if folder is not None else PRETRAINED_DIR
+    info = manifest(name, folder)
+    path = folder / info["file"]
+    fix = (
+        "restore it with `git checkout -- pretrained/` (the files are part of the course), "
+        f"or re-create it with: {info.get('command', 'its training command')}"
+    )
+    if not path.is_file():
+        raise PretrainedError(f"the weights of {name!r} are missing: no file {path}; {fix}")
+    digest = sha256sum(path)
+    if digest != info["sha256"]:
+        raise PretrainedError(
+            f"{path} is damaged or is not the file its manifest describes: sha256 {digest[:16]}… "
+            f"instead of {info['sha256'][:16]}…; {fix}"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several unrelated types here
+        raise PretrainedError(f"{path} passed its checksum but cannot be read: {err}") from err
+    return state, info
+
+
+def save_model(
+    model: nn.Module,
+    path: str | os.PathLike,
+    info: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model``'s weights to ``path`` and the manifest beside it (``.json``).
+
+    ``info`` becomes the manifest, to which the file name and sha256 are added;
+    ``extra`` (plain numbers, strings, lists, dicts) is stored with the weights.
+    """
+    from course_utils.train import save_checkpoint
+
+    path = Path(path)
+    save_checkpoint(path, {"model": model.state_dict(), "extra": extra or {}})
+    info = {**info, "file": path.name, "sha256": sha256sum(path), "bytes": path.stat().st_size}
+    path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+    return path
+
+
+def load(name: str, folder: str | os.PathLike | None = None) -> nn.Module:
+    """A shipped model, ready to use (eval mode, CPU).
+
+    Args:
+        name: ``"digit-classifier"`` or a Glow listed by ``--list``.
+        folder: where to look (default: the course's ``pretrained/``).
+
+    Raises:
+        PretrainedError: missing, damaged or mismatched files (see :func:`load_state`).
+    """
+    state, info = load_state(name, folder)
+    kind = info.get("kind")
+    if kind == "digit-classifier":
+        from course_utils.digits import DigitClassifier
+
+        model: nn.Module = DigitClassifier()
+    elif kind == "glow":
+        from course_utils.models import Glow, GlowConfig
+
+        cfg = state["extra"]["config"]
+        model = Glow(GlowConfig(**{**cfg, "shape": tuple(cfg["shape"])}))
+    else:
+        raise PretrainedError(f"the manifest of {name!r} names an unknown kind {kind!r}")
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError) as err:
+        raise PretrainedError(
+            f"the weights of {name!r} do not fit the model the course builds for it "
+            f"({str(err).splitlines()[0]}); the file is from another version of the course"
+        ) from err
+    return model.eval()
+
+
+def table(folder: str | os.PathLike | None = None) -> str:
+    """A text table of every shipped model and its headline figures."""
+    folder = Path(folder) if folder is not None else PRETRAINED_DIR
+    rows = [f"{'name':22s} {'kind':17s} {'MB':>6s}  figures"]
+    for path in sorted(folder.glob("*.json")):
+        info = json.loads(path.read_text())
+        figures = {
+            k: info[k]
+            for k in ("test_accuracy", "test_bits_per_dim", "recognisable_share")
+            if k in info
+        }
+        text = ", ".join(f"{k} {v}" for k, v in figures.items())
+        rows.append(
+            f"{path.stem:22s} {info.get('kind', '?'):17s} {info.get('bytes', 0) / 1e6:6.2f}  {text}"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m course_utils.pretrained --list``."""
+    parser = argparse.ArgumentParser(prog="python -m course_utils.pretrained")
+    parser.add_argument("--list", action="store_true", help="print the shipped models")
+    args = parser.parse_args(argv)
+    if args.list:
+        print(table())
+    else:
+        parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

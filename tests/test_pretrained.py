@@ -1,0 +1,91 @@
+"""Shipped models: sha256 verification, clear errors, the digit classifier's score."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from course_utils import pretrained
+from course_utils.digits import DigitClassifier, probabilities, recognisable
+from course_utils.pretrained import PretrainedError, load, manifest, save_model, sha256sum
+
+
+@pytest.fixture
+def shipped(tmp_path: Path) -> Path:
+    """A copy of the shipped folder, free to damage."""
+    folder = tmp_path / "pretrained"
+    shutil.copytree(pretrained.PRETRAINED_DIR, folder)
+    return folder
+
+
+def test_every_manifest_matches_its_file() -> None:
+    names = sorted(p.stem for p in pretrained.PRETRAINED_DIR.glob("*.json"))
+    assert "digit-classifier" in names
+    total = 0
+    for name in names:
+        info = manifest(name)
+        path = pretrained.PRETRAINED_DIR / info["file"]
+        assert sha256sum(path) == info["sha256"]
+        assert path.stat().st_size <= 20e6
+        assert info["command"].startswith("python -m course_utils.")
+        total += path.stat().st_size
+    assert total <= 60e6
+
+
+def test_load_refuses_damaged_missing_and_unknown(shipped: Path) -> None:
+    model = load("digit-classifier", shipped)
+    assert isinstance(model, DigitClassifier) and not model.training
+    weights = shipped / "digit-classifier.pt"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(PretrainedError, match="damaged.*sha256.*git checkout"):
+        load("digit-classifier", shipped)
+    weights.unlink()
+    with pytest.raises(PretrainedError, match="missing: no file"):
+        load("digit-classifier", shipped)
+    with pytest.raises(PretrainedError, match="no pretrained model 'nope'.*digit-classifier"):
+        load("nope", shipped)
+
+
+def test_load_refuses_weights_of_another_shape(tmp_path: Path) -> None:
+    wrong = torch.nn.Linear(3, 2)
+    save_model(wrong, tmp_path / "digit-classifier.pt", {"kind": "digit-classifier"})
+    with pytest.raises(PretrainedError, match="do not fit"):
+        load("digit-classifier", tmp_path)
+    info = json.loads((tmp_path / "digit-classifier.json").read_text())
+    assert info["sha256"] == sha256sum(tmp_path / "digit-classifier.pt")
+
+
+def test_classifier_is_accurate_and_calibrated_on_real_digits(shared_data: Path) -> None:
+    from course_utils.data import load_mnist
+
+    images, labels = load_mnist("mnist", "test")
+    model = load("digit-classifier")
+    probs = probabilities(model, images[:2000])
+    accuracy = float((probs.argmax(1) == labels[:2000]).float().mean())
+    assert accuracy >= 0.985
+    info = manifest("digit-classifier")
+    assert info["test_accuracy"] >= 0.99
+    real = recognisable(model, images[:2000])
+    assert real.share >= 0.9 and real.digits_drawn == 10
+    assert sum(real.counts) == round(real.share * real.n)
+
+
+def test_recognisable_rejects_noise_and_non_finite() -> None:
+    model = load("digit-classifier")
+    noise = torch.rand(200, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    noise[0, 0, 0, 0] = float("nan")
+    result = recognisable(model, noise)
+    assert result.share < 0.2
+    assert float(probabilities(model, noise[:1]).sum()) == 0.0  # NaN image: never recognisable
+    with pytest.raises(ValueError, match="shape \\(batch, 1, 28, 28\\)"):
+        recognisable(model, torch.zeros(2, 3, 28, 28))
+    with pytest.raises(ValueError, match="empty"):
+        recognisable(model, torch.zeros(0, 1, 28, 28))
+    with pytest.raises(ValueError, match="confidence"):
+        recognisable(model, noise, confidence=1.5)
