@@ -1,187 +1,310 @@
-"""Benchmark of lesson 07: the course's CPU Glow recipe against normflows' reference recipe.
+"""Benchmark of lesson 07: the course's CPU Glow beside normflows' example and UvA's tutorial model.
 
-For each dataset, the two recipes train **side by side at the same time**, one
-CPU thread each, so both get the same wall-clock budget on the same (noisy)
-machine. Each run trains to the first budget (e.g. 5 minutes), is evaluated on
-the whole held-out split, resumes from its checkpoint (exactly: the batch order
-and optimizer state are saved) to the next budget, and is evaluated again.
-Neither recipe's learning-rate schedule depends on the budget, so the 5-minute
-model is the 15-minute run's state after 5 minutes.
+Every comparator trains **beside the course recipe, at the same time**, one CPU
+thread each (one per core), so each pair shares the machine's speed at that
+moment. The comparators:
 
-Datasets: ``fashion-mnist`` (60k train / 10k test) and ``mnist-9k`` (the
-official MNIST test split divided 9,000 / 1,000, the only MNIST available
-offline). Evaluation and checkpointing do not count as training time.
+* ``reference``: normflows' own Glow example scaled to 28×28
+  (``course_utils.models.REFERENCE_RECIPE``);
+* ``uva-16``, ``uva-32``, ``uva-128``: the multi-scale flow of the UvA deep
+  learning tutorial 11 (``benchmarks/uva_multiscale.py``, 1,711,818
+  parameters), trained as the tutorial trains it (Adam 1e-3, gradient norm
+  clipped to 1, its bits/dim as the loss) with batches of 16, 32 or 128 (the
+  tutorial's own). Its learning-rate decay steps once per 49,920 images, which
+  these budgets do not reach.
 
-Targets: at every budget the course recipe's test bits/dim is lower than the
-reference's on both datasets, and the course recipe reaches the reference's
-final bits/dim (on the curve's 1,000-image held-out subset) in at most a third
-of the final budget.
+Each run trains to the first budget (5 minutes), is measured, resumes from its
+checkpoint to the next (10 minutes) and is measured again; no schedule depends
+on the budget, so the 5-minute model is the 10-minute run's state after 5
+minutes. Measured at each budget: bits/dim on the first ``--test-images`` digits
+of the official test split (fixed dequantization noise), images per second,
+and for MNIST the **recognisable share** of 500 samples (the shipped digit
+classifier's confidence ≥ 0.9; the course's Glows at T = 0.7 and T = 1, the UvA
+model at T = 1, which is how it samples). The curve is measured on 500 test
+digits about once a minute. The floor printed for reference is a per-pixel
+256-bin histogram fitted to the training digits (every pixel independent).
 
 Usage::
 
-    .venv/bin/python benchmarks/glow.py --minutes 5 15 --out benchmarks/results/glow.json
+    .venv/bin/python benchmarks/glow.py --out benchmarks/results/glow.json
+    .venv/bin/python benchmarks/glow.py --pairs mnist:uva-16 --minutes 1 2 --out /tmp/g.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-DATASETS = ("fashion-mnist", "mnist-9k")
-RECIPES = ("course", "reference")
+ROOT = Path(__file__).resolve().parent.parent
+PAIRS = (
+    "mnist:uva-16",
+    "mnist:uva-32",
+    "mnist:reference",
+    "fashion-mnist:uva-16",
+    "fashion-mnist:reference",
+    "mnist:uva-128",
+)
+#: Steps between curve points, for about one point a minute on one thread.
+STEPS_PER_POINT = {"course": 500, "reference": 25, "uva-16": 150, "uva-32": 80, "uva-128": 20}
+CURVE_IMAGES = 500
+SAMPLES = 500
 
 
-def worker(dataset: str, recipe: str, budgets: list[float], checkpoint: Path, out: Path) -> None:
-    """Train one recipe through the budgets (minutes) and write its measurements."""
+def _load_uva():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import uva_multiscale
+
+    return uva_multiscale
+
+
+def per_pixel_histogram_bpd(train: torch.Tensor, test: torch.Tensor) -> float:
+    """Bits/dim of test images under independent per-pixel 256-bin histograms (add-one)."""
+    flat_train, flat_test = train.flatten(1).long(), test.flatten(1).long()
+    d = flat_train.shape[1]
+    counts = torch.ones(d, 256)
+    counts.scatter_add_(1, flat_train.T, torch.ones_like(flat_train.T, dtype=torch.float))
+    log_p = (counts / counts.sum(1, keepdim=True)).log()
+    ll = log_p.gather(1, flat_test.T).sum(0)  # (n,) nats per image
+    return float(-ll.mean() / (d * math.log(2)))
+
+
+def measure(model, name: str, dataset: str, test: torch.Tensor) -> dict:
+    """Test bits/dim and, on MNIST, the recognisable share of samples."""
+    from course_utils import pretrained
+    from course_utils.digits import recognisable
+
+    model.eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        if name.startswith("uva"):
+            g = torch.Generator().manual_seed(1)
+            bpd = float(torch.cat([model.bits_per_dim_each(b, g) for b in test.split(250)]).mean())
+        else:
+            bpd = model.bits_per_dim(test, batch_size=250, seed=1)
+    point: dict = {"test_bpd": round(bpd, 4)}
+    if dataset == "mnist":
+        classifier = pretrained.load("digit-classifier")
+        temps = [1.0] if name.startswith("uva") else [0.7, 1.0]
+        for t in temps:
+            with torch.no_grad():
+                s = model.sample(SAMPLES) if name.startswith("uva") else model.sample(SAMPLES, t)
+            r = recognisable(classifier, s)
+            point[f"T={t}"] = {
+                "recognisable_share": round(r.share, 4),
+                "digits_drawn": r.digits_drawn,
+                "per_digit": list(r.counts),
+                "non_finite": int((~torch.isfinite(s.flatten(1)).all(1)).sum()),
+            }
+    model.train()
+    return point
+
+
+def worker(dataset: str, name: str, budgets: list[float], test_n: int, tmp: Path, out: Path):
+    """Train one model through the budgets and write its measurements."""
     torch.set_num_threads(1)
     from course_utils.data import image_splits
-    from course_utils.models import RECIPES as SPECS
-    from course_utils.models import dequantize
-    from course_utils.train import train_glow
+    from course_utils.train import train, train_glow
 
-    _, test = image_splits(dataset)
+    train_images, test_images = image_splits(dataset)
+    test = test_images[:test_n]
+    curve_images = test_images[:CURVE_IMAGES]
+    steps = STEPS_PER_POINT[name]
+    ckpt = tmp / f"{dataset}-{name}.pt"
     points = []
-    for minutes in budgets:
-        model, history = train_glow(
-            dataset,
-            minutes=minutes,
-            recipe=recipe,
-            device="cpu",
-            checkpoint=checkpoint,
-            resume=True,
-            eval_images=1000,
-            steps_per_epoch=40,
-            progress=False,
-        )
-        t0 = time.perf_counter()
-        bpd = model.bits_per_dim(dequantize(test, torch.Generator().manual_seed(1)))
-        points.append(
+    if name.startswith("uva"):
+        uva = _load_uva()
+        batch = int(name.split("-")[1])
+        torch.manual_seed(0)
+        model = uva.build_uva_multiscale()
+        optimizer, _ = uva.uva_optimizer(model)  # its decay would first step after 49,920 images
+        g = torch.Generator().manual_seed(1)
+
+        def curve(m):
+            g.manual_seed(1)
+            return float(m.bits_per_dim_each(curve_images, g).mean())
+
+        for minutes in budgets:
+            history = train(
+                model,
+                lambda m, k: m.bits_per_dim_each(k).mean(),
+                train_images,
+                epochs=10**9,
+                batch_size=batch,
+                optimizer=optimizer,
+                device="cpu",
+                max_grad_norm=uva.TUTORIAL_GRAD_CLIP_NORM,
+                max_seconds=minutes * 60,
+                eval_fn=curve,
+                checkpoint=ckpt,
+                steps_per_epoch=steps,
+                progress=False,
+            )
+            points.append(
+                {
+                    "minutes": minutes,
+                    "steps": history.steps,
+                    "batch": batch,
+                    **measure(model, name, dataset, test),
+                }
+            )
+        params = sum(p.numel() for p in model.parameters())
+    else:
+        from course_utils.models import RECIPES
+
+        batch = RECIPES[name if name != "course" else "course"]["batch_size"]
+        for minutes in budgets:
+            model, history = train_glow(
+                dataset,
+                minutes=minutes,
+                recipe=name,
+                device="cpu",
+                checkpoint=ckpt,
+                eval_images=CURVE_IMAGES,
+                steps_per_epoch=steps,
+                progress=False,
+            )
+            points.append(
+                {
+                    "minutes": minutes,
+                    "steps": history.steps,
+                    "batch": batch,
+                    **measure(model, name, dataset, test),
+                }
+            )
+        params = sum(p.numel() for p in model.parameters())
+    for p in points:
+        p["images_per_second"] = round(p["steps"] * batch / (p["minutes"] * 60), 1)
+    out.write_text(
+        json.dumps(
             {
-                "minutes": minutes,
-                "test_bpd": round(bpd, 4),
-                "train_seconds": round(history.seconds[-1], 1),
-                "steps": history.steps,
-                "images_per_second": round(
-                    history.steps * SPECS[recipe]["batch_size"] / history.seconds[-1], 1
-                ),
-                "eval_seconds": round(time.perf_counter() - t0, 1),
+                "model": name,
+                "parameters": params,
+                "budgets": points,
+                "curve": {
+                    "seconds": [round(s, 1) for s in history.seconds],
+                    "bpd": [round(v, 4) for v in history.eval],
+                },
                 "stopped": history.stopped,
             }
         )
-    result = {
-        "dataset": dataset,
-        "recipe": recipe,
-        "spec": SPECS[recipe],
-        "n_params": sum(p.numel() for p in model.parameters()),
-        "budgets": points,
-        "curve": {
-            "train_seconds": [round(s, 1) for s in history.seconds],
-            "bpd_1000": [round(v, 4) for v in history.eval],
-        },
-    }
-    out.write_text(json.dumps(result, indent=1))
+    )
 
 
-def time_to_reach(curve: dict, level: float) -> float | None:
-    """First training time at which the held-out curve is at or below ``level``."""
-    for s, v in zip(curve["train_seconds"], curve["bpd_1000"], strict=True):
-        if v <= level:
-            return s
-    return None
+def table(report: dict) -> str:
+    lines = [
+        "Glow on CPU: each comparator beside the course recipe, 1 thread each "
+        f"({report['machine']['cpus']} cores, torch {report['machine']['torch']})",
+        f"test bits/dim on the first {report['test_images']:,} official test digits; "
+        "recognisable = share of 500 samples the digit classifier labels with confidence >= 0.9",
+        f"{'pair':24s} {'model':10s} {'params':>9s} {'batch':>5s} {'min':>4s} {'img/s':>6s} "
+        f"{'test bpd':>8s} {'rec. T=0.7':>10s} {'rec. T=1':>9s}",
+    ]
+    for key, pair in report["pairs"].items():
+        for run in (pair["course"], pair["comparator"]):
+            for p in run["budgets"]:
+                r07 = p.get("T=0.7", {}).get("recognisable_share")
+                r1 = p.get("T=1.0", {}).get("recognisable_share")
+                lines.append(
+                    f"{key:24s} {run['model']:10s} {run['parameters']:9,d} {p['batch']:5d} "
+                    f"{p['minutes']:4g} {p['images_per_second']:6.1f} {p['test_bpd']:8.3f} "
+                    f"{'-' if r07 is None else f'{r07:.0%}':>10s} "
+                    f"{'-' if r1 is None else f'{r1:.0%}':>9s}"
+                )
+    for dataset, floor in report["per_pixel_histogram_bpd"].items():
+        lines.append(f"floor, {dataset}: independent per-pixel histograms {floor:.3f} bits/dim")
+    for key, verdict in report["summary"].items():
+        lines.append(f"{key}: {verdict}")
+    return "\n".join(lines)
+
+
+def summarise(report: dict) -> dict:
+    summary = {}
+    for key, pair in report["pairs"].items():
+        c, o = pair["course"]["budgets"], pair["comparator"]["budgets"]
+        diffs = [
+            f"{a['minutes']:g} min {a['test_bpd'] - b['test_bpd']:+.3f}"
+            for a, b in zip(c, o, strict=True)
+        ]
+        lower = all(a["test_bpd"] < b["test_bpd"] for a, b in zip(c, o, strict=True))
+        summary[key] = f"course minus comparator: {', '.join(diffs)}; course lower: {lower}"
+    return summary
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, nargs="+", default=[5, 15])
-    parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--worker", nargs=4, metavar=("DATASET", "RECIPE", "CKPT", "OUT"))
+    parser.add_argument("--minutes", type=float, nargs="+", default=[5, 10])
+    parser.add_argument("--pairs", nargs="+", default=list(PAIRS))
+    parser.add_argument("--test-images", type=int, default=2000)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--worker", nargs=4, metavar=("DATASET", "MODEL", "TMP", "OUT"))
     args = parser.parse_args()
     budgets = sorted(args.minutes)
     if args.worker:
-        dataset, recipe, ckpt, out = args.worker
-        worker(dataset, recipe, budgets, Path(ckpt), Path(out))
+        dataset, name, tmp, out = args.worker
+        worker(dataset, name, budgets, args.test_images, Path(tmp), Path(out))
         return 0
+    if args.out is None:
+        parser.error("--out is required")
+    for key in args.pairs:
+        dataset, _, name = key.partition(":")
+        if dataset not in ("mnist", "fashion-mnist") or name not in STEPS_PER_POINT:
+            parser.error(f"unknown pair {key!r}; e.g. mnist:uva-16 or fashion-mnist:reference")
 
-    results: dict = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for dataset in args.datasets:
-            procs = {}
-            for recipe in RECIPES:  # both recipes at once, one thread each
-                part = Path(tmp) / f"{dataset}-{recipe}.json"
-                cmd = [sys.executable, __file__, "--minutes", *map(str, budgets), "--out", "-"]
-                cmd += ["--worker", dataset, recipe, str(Path(tmp) / f"{dataset}-{recipe}.pt")]
-                cmd += [str(part)]
-                procs[recipe] = (subprocess.Popen(cmd), part)
-            for recipe, (proc, part) in procs.items():
-                if proc.wait() != 0:
-                    raise SystemExit(f"{dataset}/{recipe} failed with exit code {proc.returncode}")
-                results.setdefault(dataset, {})[recipe] = json.loads(part.read_text())
+    from course_utils.data import image_splits
 
-    summary = {}
-    for dataset, by_recipe in results.items():
-        course, ref = by_recipe["course"], by_recipe["reference"]
-        lower = all(
-            c["test_bpd"] < r["test_bpd"]
-            for c, r in zip(course["budgets"], ref["budgets"], strict=True)
-        )
-        ref_final = ref["curve"]["bpd_1000"][-1]
-        reach = time_to_reach(course["curve"], ref_final)
-        limit = budgets[-1] * 60 / 3
-        summary[dataset] = {
-            "course_lower_at_every_budget": lower,
-            "reference_final_bpd_1000": ref_final,
-            "course_seconds_to_reach_it": reach,
-            "third_of_budget_seconds": limit,
-            "reached_within_a_third": reach is not None and reach <= limit,
-        }
     report = {
-        "benchmark": "lesson 07: Glow on a CPU, course recipe vs normflows reference recipe",
+        "benchmark": "lesson 07: the course's Glow beside normflows' example and UvA's model",
         "budgets_minutes": budgets,
-        "threads_per_run": 1,
+        "test_images": args.test_images,
+        "threads_per_model": 1,
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "torch": torch.__version__,
         },
-        "results": results,
-        "summary": summary,
-        "targets_met": all(
-            s["course_lower_at_every_budget"] and s["reached_within_a_third"]
-            for s in summary.values()
-        ),
+        "per_pixel_histogram_bpd": {},
+        "pairs": {},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
-
-    print(f"Glow on CPU, both recipes side by side, 1 thread each ({os.cpu_count()} cores)")
-    header = ("dataset", "recipe", "min", "test bpd", "img/s", "steps")
-    print("{:14s} {:10s} {:>5s} {:>9s} {:>7s} {:>6s}".format(*header))
-    for dataset, by_recipe in results.items():
-        for recipe, r in by_recipe.items():
-            for p in r["budgets"]:
-                print(
-                    f"{dataset:14s} {recipe:10s} {p['minutes']:5g} {p['test_bpd']:9.3f} "
-                    f"{p['images_per_second']:7.0f} {p['steps']:6d}"
-                )
-    for dataset, s in summary.items():
-        reach = s["course_seconds_to_reach_it"]
-        when = "never" if reach is None else f"{reach:.0f} s"
-        print(
-            f"{dataset}: course lower at every budget: {s['course_lower_at_every_budget']}; "
-            f"reaches the reference's final {s['reference_final_bpd_1000']:.3f} bpd in "
-            f"{when} (limit {s['third_of_budget_seconds']:.0f} s)"
+    for dataset in sorted({k.partition(":")[0] for k in args.pairs}):
+        train_images, test_images = image_splits(dataset)
+        report["per_pixel_histogram_bpd"][dataset] = round(
+            per_pixel_histogram_bpd(train_images, test_images[: args.test_images]), 4
         )
-    print("targets met:", report["targets_met"])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in args.pairs:
+            dataset, _, name = key.partition(":")
+            procs = {}
+            for role, model in (("course", "course"), ("comparator", name)):
+                part = Path(tmp) / f"{dataset}-{model}-{role}.json"
+                cmd = [sys.executable, __file__, "--minutes", *map(str, budgets)]
+                cmd += ["--test-images", str(args.test_images)]
+                cmd += ["--worker", dataset, model, str(Path(tmp) / role), str(part)]
+                (Path(tmp) / role).mkdir(exist_ok=True)
+                procs[role] = (subprocess.Popen(cmd), part)
+            pair = {}
+            for role, (proc, part) in procs.items():
+                if proc.wait() != 0:
+                    raise SystemExit(f"{key} {role} failed with exit code {proc.returncode}")
+                pair[role] = json.loads(part.read_text())
+            for role in procs:  # the next pair starts from scratch
+                for f in (Path(tmp) / role).glob("*.pt"):
+                    f.unlink()
+            report["pairs"][key] = pair
+            report["summary"] = summarise(report)
+            # Written after every pair, so an interrupted run keeps what it measured.
+            args.out.write_text(json.dumps(report, indent=1))
+            args.out.with_suffix(".txt").write_text(table(report) + "\n")
+    print(table(report))
     return 0
 
 

@@ -325,3 +325,53 @@ def change_of_area_2d(maps, lim: float = 3.5, n: int = 160) -> Figure:
     mappable = np.atleast_1d(axes)[0].collections[0]
     fig.colorbar(mappable, ax=axes, shrink=0.8, label="density $p_X(x)$", format="%.2f")
     return fig
+
+
+def image_panels(
+    panels: Mapping[str, torch.Tensor], nrow: int = 6, width: float = 3.0
+) -> Figure:
+    """Image grids side by side, one per titled panel (e.g. samples at four temperatures).
+
+    Args:
+        panels: title → images ``(n, C, H, W)`` in [0, 1].
+        nrow: images per row of each grid.
+        width: inches per panel.
+    """
+    n = len(panels)
+    rows = max(-(-len(v) // nrow) for v in panels.values())
+    fig, axes = plt.subplots(
+        1, n, figsize=(width * n, width * rows / nrow + 0.5), layout="constrained", squeeze=False
+    )
+    for ax, (title, images) in zip(axes[0], panels.items(), strict=True):
+        image_grid(images, nrow=nrow, ax=ax)
+        ax.set_title(title, fontsize=11)
+    return fig
+
+
+def image_rows(
+    rows: Mapping[str, torch.Tensor], height: float = 0.75, label_width: float = 2.2
+) -> Figure:
+    """One labelled row of images per entry (e.g. interpolations, or one scale resampled).
+
+    Args:
+        rows: label → images ``(n, C, H, W)`` in [0, 1], drawn left to right.
+        height: inches per row.
+        label_width: inches kept on the left for the labels.
+    """
+    n_cols = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(
+        len(rows),
+        1,
+        figsize=(label_width + n_cols * height, len(rows) * height + 0.2),
+        layout="constrained",
+        squeeze=False,
+    )
+    for ax, (label, images) in zip(axes[:, 0], rows.items(), strict=True):
+        image_grid(images, nrow=n_cols, ax=ax, pad=1)
+        ax.set_axis_on()
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    return fig
