@@ -119,7 +119,6 @@ def worker(dataset: str, name: str, budgets: list[float], test_n: int, tmp: Path
     curve_images = test_images[:CURVE_IMAGES]
     steps = STEPS_PER_POINT[name]
     ckpt = tmp / f"{dataset}-{name}.pt"
-    points = []
     if name.startswith("uva"):
         uva = _load_uva()
         batch = int(name.split("-")[1])
@@ -132,7 +131,7 @@ def worker(dataset: str, name: str, budgets: list[float], test_n: int, tmp: Path
             g.manual_seed(1)
             return float(m.bits_per_dim_each(curve_images, g).mean())
 
-        for minutes in budgets:
+        def train_to(minutes: float):
             history = train(
                 model,
                 lambda m, k: m.bits_per_dim_each(k).mean(),
@@ -148,21 +147,14 @@ def worker(dataset: str, name: str, budgets: list[float], test_n: int, tmp: Path
                 steps_per_epoch=steps,
                 progress=False,
             )
-            points.append(
-                {
-                    "minutes": minutes,
-                    "steps": history.steps,
-                    "batch": batch,
-                    **measure(model, name, dataset, test),
-                }
-            )
-        params = sum(p.numel() for p in model.parameters())
+            return model, history
     else:
         from course_utils.models import RECIPES
 
-        batch = RECIPES[name if name != "course" else "course"]["batch_size"]
-        for minutes in budgets:
-            model, history = train_glow(
+        batch = RECIPES[name]["batch_size"]
+
+        def train_to(minutes: float):
+            return train_glow(
                 dataset,
                 minutes=minutes,
                 recipe=name,
@@ -172,15 +164,19 @@ def worker(dataset: str, name: str, budgets: list[float], test_n: int, tmp: Path
                 steps_per_epoch=steps,
                 progress=False,
             )
-            points.append(
-                {
-                    "minutes": minutes,
-                    "steps": history.steps,
-                    "batch": batch,
-                    **measure(model, name, dataset, test),
-                }
-            )
-        params = sum(p.numel() for p in model.parameters())
+
+    points = []
+    for minutes in budgets:
+        model, history = train_to(minutes)
+        points.append(
+            {
+                "minutes": minutes,
+                "steps": history.steps,
+                "batch": batch,
+                **measure(model, name, dataset, test),
+            }
+        )
+    params = sum(p.numel() for p in model.parameters())
     for p in points:
         p["images_per_second"] = round(p["steps"] * batch / (p["minutes"] * 60), 1)
     out.write_text(

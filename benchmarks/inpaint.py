@@ -26,9 +26,10 @@ baseline's (a paired gain over the same images larger than twice its standard
 error, so that noise does not count as a win), and a batch of 64 inpaints in at
 most 10 s (every flow method).
 
-The model is the course's Glow of lesson 07, read from its checkpoint (trained
-with ``python -m course_utils.train glow --dataset mnist-9k --minutes 8`` when it
-is missing); the JSON names its dataset, steps and held-out bits/dim.
+The model is lesson 08's small Glow (``SMALL_RECIPE``), read from its checkpoint
+(trained with ``python -m course_utils.train glow --dataset mnist-9k --recipe small
+--minutes 8`` when it is missing); the JSON names its dataset, steps and held-out
+bits/dim.
 
 With ``--tune`` it instead chooses the settings of ``kernel`` and
 ``kernel+flow`` (neighbours k, kernel width, flow temperature τ) on other
@@ -55,7 +56,7 @@ import torch
 from course_utils import inpaint as ip
 from course_utils.config import seed_everything
 from course_utils.data import image_splits
-from course_utils.models import COURSE_RECIPE, load_glow
+from course_utils.models import SMALL_RECIPE, load_glow
 from course_utils.train import glow_checkpoint_path, train_glow
 
 #: The mask types of the lesson, with their settings.
@@ -88,10 +89,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    path = args.checkpoint or glow_checkpoint_path(args.dataset, COURSE_RECIPE)
+    path = args.checkpoint or glow_checkpoint_path(args.dataset, SMALL_RECIPE)
     if not Path(path).exists():
         print(f"no checkpoint at {path}: training the course Glow for 8 minutes first")
-        train_glow(args.dataset, minutes=8, checkpoint=path, progress=False)
+        train_glow(args.dataset, minutes=8, recipe="small", checkpoint=path, progress=False)
     model, state = load_glow(path)
     train_u8, test_u8 = image_splits(state["extra"]["dataset"])
     train, test = ip.to_unit(train_u8), ip.to_unit(test_u8[: args.images])

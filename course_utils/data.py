@@ -27,6 +27,7 @@ import http.client
 import os
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zlib
@@ -184,13 +185,18 @@ def _spec(name: str) -> DatasetSpec:
     return DATASETS[name]
 
 
-def md5sum(path: str | os.PathLike) -> str:
-    """The hex md5 digest of a file, read in chunks."""
-    digest = hashlib.md5()
+def file_digest(path: str | os.PathLike, algorithm: str = "md5") -> str:
+    """The hex digest of a file (``"md5"``, ``"sha256"``, ...), read in chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def md5sum(path: str | os.PathLike) -> str:
+    """The hex md5 digest of a file: how the datasets' files are identified."""
+    return file_digest(path, "md5")
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -321,6 +327,34 @@ def _is_valid(path: Path, spec: IdxFile) -> bool:
     return payload == spec.payload_md5
 
 
+#: A partial download untouched for this long was left by a process that died.
+STALE_PART_SECONDS = 3600.0
+
+
+def remove_stale_parts(dest: str | os.PathLike, older_than: float = STALE_PART_SECONDS) -> int:
+    """Delete the partial downloads of ``dest`` that a killed process left behind.
+
+    :func:`download` writes to ``.<name>.<random>.part`` beside ``dest`` and
+    removes it when it finishes or fails; only a killed process leaves one. A
+    part file younger than ``older_than`` seconds may belong to a download
+    still running in another process, so it is left alone.
+
+    Returns:
+        How many files were removed.
+    """
+    dest = Path(dest)
+    now = time.time()
+    removed = 0
+    for part in dest.parent.glob(f".{dest.name}.*.part"):
+        try:
+            if now - part.stat().st_mtime > older_than:
+                part.unlink()
+                removed += 1
+        except OSError:  # gone already, or not ours to delete
+            pass
+    return removed
+
+
 def download(
     url: str, dest: str | os.PathLike, spec: IdxFile | None = None, timeout: float = 60.0
 ) -> Path:
@@ -345,6 +379,7 @@ def download(
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(dest)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:

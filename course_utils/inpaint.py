@@ -92,8 +92,8 @@ def make_masks(
     """
     if kind not in MASK_KINDS:
         raise ValueError(f"unknown mask kind {kind!r}; choose one of {MASK_KINDS}")
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
+    n = check_int("n", n, minimum=1)
+    size, count = check_int("size", size, minimum=1), check_int("count", count, minimum=1)
     c, h, w = shape
     m = torch.zeros(n, 1, h, w, dtype=torch.bool)
     if kind in ("squares", "centre") and not 1 <= size <= min(h, w):
@@ -533,8 +533,7 @@ def stochastic_inpaint(
         mask = mask[None]
     if image.ndim != 4 or len(image) != 1:
         raise ValueError(f"image must be one image (1, C, H, W), got {tuple(image.shape)}")
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
+    n = check_int("n", n, minimum=1)
     mask = check_inputs(image, mask)
     images, masks = image.expand(n, *image.shape[1:]), mask.expand(n, *mask.shape[1:])
     if train_images is None:

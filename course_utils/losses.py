@@ -87,6 +87,8 @@ def log_prob_and_latents(model: Glow, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         level, coarsest first.
     """
     model.check_input(x)
+    if not model.initialized:  # through Glow's checks: a blank batch cannot initialise it
+        model.initialize(x)
     z, log_det = model.flow.inverse_and_log_det(x)
     log_p = log_det + sum(q.log_prob(zi) for q, zi in zip(model.flow.q0, z, strict=True))
     return log_p, z

@@ -13,7 +13,6 @@ refused with a message that says what to do, and no file can run code.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from course_utils.config import REPO_ROOT
+from course_utils.data import file_digest
 
 #: Where the shipped models live.
 PRETRAINED_DIR = REPO_ROOT / "pretrained"
@@ -33,12 +33,8 @@ class PretrainedError(RuntimeError):
 
 
 def sha256sum(path: str | os.PathLike) -> str:
-    """The hex sha256 digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """The hex sha256 digest of a file."""
+    return file_digest(path, "sha256")
 
 
 def manifest(name: str, folder: str | os.PathLike | None = None) -> dict[str, Any]:

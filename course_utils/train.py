@@ -986,7 +986,7 @@ def main(argv: list[str] | None = None) -> int:
         default=5.0,
         help="total training minutes (> 0)",
     )
-    g.add_argument("--recipe", choices=["course", "reference", "full"], default="course")
+    g.add_argument("--recipe", choices=["course", "reference", "full", "small"], default="course")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     g.add_argument(
         "--checkpoint",

@@ -561,3 +561,22 @@ def test_moons_deterministic_and_disjoint() -> None:
 def test_moons_bad_sizes() -> None:
     with pytest.raises(ValueError, match="positive"):
         data.moons(0, 10)
+
+
+def test_stale_partial_downloads_are_removed(tmp_path) -> None:
+    import os
+    import time
+
+    from course_utils.data import remove_stale_parts
+
+    dest = tmp_path / "train-images-idx3-ubyte.gz"
+    old = tmp_path / f".{dest.name}.abc123.part"
+    fresh = tmp_path / f".{dest.name}.def456.part"
+    other = tmp_path / ".t10k-images-idx3-ubyte.gz.zzz.part"
+    for f in (old, fresh, other):
+        f.write_bytes(b"partial")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(old, (hours_ago, hours_ago))
+    os.utime(other, (hours_ago, hours_ago))
+    assert remove_stale_parts(dest) == 1
+    assert not old.exists() and fresh.exists() and other.exists()  # only this file's, only stale

@@ -397,3 +397,18 @@ def test_inpaint_panel_redraws_on_the_button_only(model):
     p.button.click()
     assert p.runs == 2 and p.last_figure is not first
     assert p.last_figure.axes[6].lines[0].get_xdata().tolist() == [0]  # 0 steps: one point
+
+
+def test_counts_of_masks_must_be_whole_numbers() -> None:
+    for bad in (2.5, "3", True, 0):
+        with pytest.raises(ValueError, match="n must be an integer >= 1"):
+            ip.make_masks("noise", bad)
+    with pytest.raises(ValueError, match="count must be an integer"):
+        ip.make_masks("squares", 2, count=1.5)
+
+
+def test_stochastic_inpaint_needs_a_whole_number_of_completions(model) -> None:
+    x = digits(1)
+    m = ip.make_masks("centre", 1)
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
+        ip.stochastic_inpaint(model, x[0], m[0], n=2.5)

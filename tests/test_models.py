@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -328,3 +329,37 @@ def test_an_actnorm_the_data_does_not_reach_leaves_the_others_alone(
         before = [p.clone() for p in model.flow.parameters()]
         model.log_prob(real_digits[32:])  # other statistics: a second initialisation would show
     assert all(torch.equal(a, b) for a, b in zip(before, model.flow.parameters(), strict=True))
+
+
+def test_gated_glow_samples_thousands_of_finite_images(real_digits: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    model = Glow(blocks=1, hidden=8, net="gated", net_layers=1, full_res=2, full_res_hidden=8,
+                 logit_alpha=1e-5)
+    model.initialize(real_digits)
+    with torch.no_grad():  # far from the identity start: large shifts and log-scales everywhere
+        for p in model.parameters():
+            p.add_(0.5 * torch.randn(p.shape))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no draw needed redrawing
+        x = model.sample(4000, temperature=1.0)
+    assert x.shape == (4000, 1, 28, 28) and bool(torch.isfinite(x).all())
+
+
+def test_non_finite_draws_are_redrawn_or_refused(tiny: Glow, monkeypatch) -> None:
+    real = tiny._draw
+    calls = []
+
+    def flaky(n, temperature):
+        x = real(n, temperature)
+        if not calls:
+            x[::3] = float("nan")
+        calls.append(n)
+        return x
+
+    monkeypatch.setattr(tiny, "_draw", flaky)
+    with pytest.warns(RuntimeWarning, match="4 of 10 samples decoded to non-finite"):
+        x = tiny.sample(10)
+    assert bool(torch.isfinite(x).all()) and calls == [10, 4]
+    monkeypatch.setattr(tiny, "_draw", lambda n, t: torch.full((n, 1, 28, 28), float("nan")))
+    with pytest.raises(RuntimeError, match="stayed non-finite after 20 redraws"):
+        tiny.sample(3)

@@ -66,11 +66,11 @@ def test_classifier_is_accurate_and_calibrated_on_real_digits(shared_data: Path)
 
     images, labels = load_mnist("mnist", "test")
     model = load("digit-classifier")
-    probs = probabilities(model, images[:2000])
-    accuracy = float((probs.argmax(1) == labels[:2000]).float().mean())
-    assert accuracy >= 0.985
+    probs = probabilities(model, images)
+    accuracy = float((probs.argmax(1) == labels).float().mean())
     info = manifest("digit-classifier")
-    assert info["test_accuracy"] >= 0.99
+    assert round(accuracy, 4) == info["test_accuracy"]  # the manifest's figure, re-measured
+    assert accuracy >= 0.99
     real = recognisable(model, images[:2000])
     assert real.share >= 0.9 and real.digits_drawn == 10
     assert sum(real.counts) == round(real.share * real.n)
