@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from course_utils import distributed
 from course_utils.checks import check_float, check_int
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -594,7 +595,12 @@ def train(
         steps_per_epoch=steps_per_epoch,
         on_epoch_end=on_epoch_end,
     )
-    if checkpoint is None:
+    if distributed.world()[1] > 1 and not isinstance(data, torch.Tensor):
+        raise ValueError(
+            "training on several processes needs data as one tensor, which each process "
+            "shards; got an iterable of batches"
+        )
+    if checkpoint is None or not distributed.is_main():  # only rank 0 writes, and locks
         return _train(model, loss_fn, data, **settings)
     if Path(checkpoint).is_dir():
         raise ValueError(
@@ -707,7 +713,7 @@ def _train(
 
     def save() -> None:
         nonlocal keep_previous
-        if checkpoint is None:
+        if checkpoint is None or not distributed.is_main():
             return
         state = {
             "model": model.state_dict(),
@@ -738,13 +744,18 @@ def _train(
         return history
     t0 = time.perf_counter() - elapsed
     out_of_time = False
+    ranks = distributed.world()[1]
+    step_loss = distributed.wrap(model, loss_fn, dev)
     for epoch in range(start_epoch, epochs):
         model.train()
         total, count = 0.0, 0
+        batches = _batches(data, batch_size * ranks, generator, steps_per_epoch)
+        if ranks > 1:  # one global batch per step; each rank trains on its own slice
+            batches = (distributed.shard(b) for b in batches)
         bar = tqdm(
-            _batches(data, batch_size, generator, steps_per_epoch),
+            batches,
             desc=f"epoch {epoch + 1}" + (f"/{epochs}" if epochs < 10**6 else ""),
-            disable=not show,
+            disable=not show or not distributed.is_main(),
             leave=False,
             total=(steps_per_epoch or math.ceil(len(data) / batch_size))
             if isinstance(data, torch.Tensor)
@@ -755,18 +766,18 @@ def _train(
                 raise ValueError(f"batch {index + 1} of data is empty")
             if not isinstance(data, torch.Tensor):
                 _check_dtype(batch, model, "data")
-            loss = loss_fn(model, _to(batch, dev))
+            loss = step_loss(_to(batch, dev))
             if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
                 got = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
                 raise ValueError(
                     f"loss_fn must return a scalar tensor (one number), got {got}; "
                     "e.g. average the per-example losses with .mean()"
                 )
-            bad = not torch.isfinite(loss)
+            bad = distributed.any_rank(not torch.isfinite(loss), dev)
             if not bad:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                bad = not _finite_grads(model)
+                bad = distributed.any_rank(not _finite_grads(model), dev)
             if bad:
                 value = float(loss.detach())
                 what = (
@@ -793,22 +804,27 @@ def _train(
             history.steps += 1
             total, count = total + value, count + 1
             bar.set_postfix(loss=f"{value:.3f}")
-            if max_seconds is not None and time.perf_counter() - t0 >= max_seconds:
+            if max_seconds is not None and distributed.any_rank(
+                time.perf_counter() - t0 >= max_seconds, dev
+            ):
                 out_of_time = True
                 break
         bar.close()
         if count == 0:
             raise ValueError("data yielded no batch; is it empty?")
-        history.epoch_loss.append(total / count)
-        history.seconds.append(time.perf_counter() - t0)
+        history.epoch_loss.append(distributed.mean_over_ranks(total / count, dev))
+        history.seconds.append(distributed.from_main(time.perf_counter() - t0, dev))
         paused = time.perf_counter()  # evaluation and saving are not training time
         if eval_fn is not None:
-            model.eval()
-            with torch.no_grad():
-                history.eval.append(float(eval_fn(model)))
+            value = 0.0
+            if distributed.is_main():  # rank 0 evaluates; the others receive its value
+                model.eval()
+                with torch.no_grad():
+                    value = float(eval_fn(model))
+            history.eval.append(distributed.from_main(value, dev))
         last_good = snapshot()
         save()
-        if on_epoch_end is not None:
+        if on_epoch_end is not None and distributed.is_main():
             on_epoch_end(history)
         t0 += time.perf_counter() - paused
         if out_of_time:
@@ -932,7 +948,7 @@ def train_glow(
         train_images, test_images = train_images[:-validation], train_images[-validation:]
     seed_everything(seed)
     model = Glow(**spec["model"])
-    dev = resolve_device(device)
+    dev = distributed.setup(resolve_device(device))  # under torchrun: this rank's device
     model.to(dev)
     optimizer, scheduler = make_optimizer(model, spec)
     if not (resume and Path(ckpt).is_file()):
@@ -940,6 +956,8 @@ def train_glow(
         init = train_images[pick[:512]]
         model.initialize(dequantize(init, torch.Generator().manual_seed(seed)).to(dev))
     held_out = test_images[:eval_images].to(dev)
+    # Same weights on every rank (seeded above); each rank draws its own dequantization noise.
+    torch.manual_seed(seed + distributed.world()[0])
 
     history = train(
         model,
@@ -1044,7 +1062,9 @@ def main(argv: list[str] | None = None) -> int:
     except refusals as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if history.stopped:
+    finally:
+        distributed.teardown()
+    if history.stopped and distributed.is_main():
         print(history.stopped)
     return 0
 
