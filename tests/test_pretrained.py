@@ -89,3 +89,17 @@ def test_recognisable_rejects_noise_and_non_finite() -> None:
         recognisable(model, torch.zeros(0, 1, 28, 28))
     with pytest.raises(ValueError, match="confidence"):
         recognisable(model, noise, confidence=1.5)
+
+
+@pytest.mark.slow
+def test_make_glow_writes_a_model_whose_figures_load_reproduces(tmp_path: Path, shared_data) -> None:
+    from course_utils.pretrained import make_glow, measure_glow
+
+    info = make_glow("glow-tiny", "mnist", "small", minutes=0.02, device="cpu", folder=tmp_path)
+    model = load("glow-tiny", tmp_path)
+    assert info["kind"] == "glow" and info["steps"] >= 1 and info["test_images"] == 10_000
+    assert info["command"].startswith("python -m course_utils.pretrained make glow-tiny")
+    again = measure_glow(model, "mnist")
+    assert again["test_bits_per_dim"] == info["test_bits_per_dim"]
+    assert again["recognisable_share"] == info["recognisable_share"]
+    assert (tmp_path / "glow-tiny.run.pt").is_file()  # the resumable run, to continue later
