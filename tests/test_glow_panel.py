@@ -1,0 +1,60 @@
+"""Lesson 07's panel: its plain functions and its widgets, headless."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from course_utils.glow_panel import glow_panel, interpolate, interpolation_figure, samples_figure
+from course_utils.models import Glow, dequantize
+
+
+@pytest.fixture(scope="module")
+def model_and_digits():
+    from course_utils.data import load_mnist
+
+    images, _ = load_mnist("mnist", "test")
+    u = dequantize(images[:6, None], torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = Glow(levels=2, blocks=1, hidden=8, net="gated", net_layers=1, logit_alpha=1e-5)
+    model.initialize(u)
+    return model.eval(), u
+
+
+def test_interpolation_ends_are_the_digits(model_and_digits, shared_data) -> None:
+    model, u = model_and_digits
+    frames = interpolate(model, u[0], u[1], steps=5)
+    assert frames.shape == (5, 1, 28, 28)
+    torch.testing.assert_close(frames[0], u[0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(frames[-1], u[1], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="steps must be an integer >= 2"):
+        interpolate(model, u[0], u[1], steps=1)
+    with pytest.raises(ValueError, match="second must be an index below 6"):
+        interpolation_figure(model, u, 0, 6)
+
+
+def test_samples_depend_on_the_seed_and_say_what_the_classifier_sees(
+    model_and_digits, shared_data
+) -> None:
+    from course_utils import pretrained
+
+    model, _ = model_and_digits
+    classifier = pretrained.load("digit-classifier")
+    a = samples_figure(model, 0.7, seed=1, n=8, classifier=classifier)
+    assert "recognisable" in a.axes[0].get_title() and "seed 1" in a.axes[0].get_title()
+    plt.close(a)
+
+
+def test_panel_redraws_when_a_control_moves(model_and_digits, shared_data) -> None:
+    model, u = model_and_digits
+    box = glow_panel(model, u)
+    sampler, walker = box.children
+    assert sampler.runs == walker.runs == 1
+    sampler.controls["seed"].value = 3
+    sampler.controls["temperature"].value = 1.0
+    walker.controls["second"].value = 4
+    assert sampler.runs == 3 and walker.runs == 2
+    assert "seed 3" in sampler.last_figure.axes[0].get_title()
+    assert all(not w.continuous_update for w in sampler.controls.values())
+    plt.close("all")
