@@ -13,7 +13,7 @@ from torch import nn
 
 from course_utils.checks import check_int
 from course_utils.plots import image_grid, image_rows
-from course_utils.widgets import Panel, slider
+from course_utils.widgets import Panel, PanelGroup, slider
 
 Tensor = torch.Tensor
 
@@ -70,7 +70,7 @@ def interpolation_figure(model, images: Tensor, first: int = 0, second: int = 1)
     return image_rows({f"digit {first} → digit {second}": frames})
 
 
-def glow_panel(model, images: Tensor, classifier: nn.Module | None = None) -> W.VBox:
+def glow_panel(model, images: Tensor, classifier: nn.Module | None = None) -> PanelGroup:
     """Two panels: samples (temperature, seed) and an interpolation (which two digits).
 
     Args:
@@ -99,4 +99,4 @@ def glow_panel(model, images: Tensor, classifier: nn.Module | None = None) -> W.
     )
     sampler.update()
     walker.update()
-    return W.VBox([sampler, walker])
+    return PanelGroup([sampler, walker])

@@ -51,7 +51,18 @@ def show_figure(output: W.Output, fig: Figure) -> None:
     plt.close(fig)  # shown once, in the Output, not again below the cell
 
 
-class Panel(W.VBox):
+#: What a notebook shows in place of a panel when no kernel runs it (e.g. on GitHub).
+NOT_RUNNING_HINT = "[an interactive panel: run the notebook to use its controls]"
+
+
+class PanelGroup(W.VBox):
+    """Panels stacked in one box; without a running kernel it shows a one-line hint."""
+
+    def __repr__(self) -> str:
+        return NOT_RUNNING_HINT
+
+
+class Panel(PanelGroup):
     """Controls above an ``Output`` that shows what ``fn(**values)`` draws.
 
     Attributes:
@@ -451,7 +462,7 @@ def history_html(runs: list[dict]) -> str:
     return f'<table style="{style}" cellpadding="3">{head}{"".join(rows)}</table>'
 
 
-class Playground(W.VBox):
+class Playground(PanelGroup):
     """The loss playground: sliders, Train / Reset, a progress bar, samples, curves, history.
 
     The temperature slider re-draws the samples at once (no training); the

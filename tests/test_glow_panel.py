@@ -57,4 +57,7 @@ def test_panel_redraws_when_a_control_moves(model_and_digits, shared_data) -> No
     assert sampler.runs == 3 and walker.runs == 2
     assert "seed 3" in sampler.last_figure.axes[0].get_title()
     assert all(not w.continuous_update for w in sampler.controls.values())
+    from course_utils.widgets import NOT_RUNNING_HINT
+
+    assert box._repr_mimebundle_()["text/plain"] == NOT_RUNNING_HINT  # no kernel: a hint
     plt.close("all")

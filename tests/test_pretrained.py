@@ -92,7 +92,7 @@ def test_recognisable_rejects_noise_and_non_finite() -> None:
 
 
 @pytest.mark.slow
-def test_make_glow_writes_a_model_whose_figures_load_reproduces(tmp_path: Path, shared_data) -> None:
+def test_make_glow_writes_a_model_whose_figures_load_reproduces(tmp_path: Path, shared_data):
     from course_utils.pretrained import make_glow, measure_glow
 
     info = make_glow("glow-tiny", "mnist", "small", minutes=0.02, device="cpu", folder=tmp_path)
