@@ -11,8 +11,9 @@ on GPUs, ``gloo`` on CPUs). :func:`course_utils.train.train` wraps the model in
 takes its own slice of each global batch, so the ranks see different images
 and average their gradients. Each process trains on ``batch_size`` images a
 step, so a step of W processes sees W × ``batch_size`` images. Rank 0 alone
-evaluates, writes checkpoints and prints; the others receive its evaluation. A checkpoint holds no trace of the
-number of processes, so a run resumes under any number of them.
+evaluates, writes checkpoints and prints; the others receive its evaluation.
+A checkpoint holds no trace of the number of processes, so a run resumes
+under any number of them.
 """
 
 from __future__ import annotations
