@@ -327,9 +327,7 @@ def change_of_area_2d(maps, lim: float = 3.5, n: int = 160) -> Figure:
     return fig
 
 
-def image_panels(
-    panels: Mapping[str, torch.Tensor], nrow: int = 6, width: float = 3.0
-) -> Figure:
+def image_panels(panels: Mapping[str, torch.Tensor], nrow: int = 6, width: float = 3.0) -> Figure:
     """Image grids side by side, one per titled panel (e.g. samples at four temperatures).
 
     Args:

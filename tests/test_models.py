@@ -333,8 +333,15 @@ def test_an_actnorm_the_data_does_not_reach_leaves_the_others_alone(
 
 def test_gated_glow_samples_thousands_of_finite_images(real_digits: torch.Tensor) -> None:
     torch.manual_seed(0)
-    model = Glow(blocks=1, hidden=8, net="gated", net_layers=1, full_res=2, full_res_hidden=8,
-                 logit_alpha=1e-5)
+    model = Glow(
+        blocks=1,
+        hidden=8,
+        net="gated",
+        net_layers=1,
+        full_res=2,
+        full_res_hidden=8,
+        logit_alpha=1e-5,
+    )
     model.initialize(real_digits)
     with torch.no_grad():  # far from the identity start: large shifts and log-scales everywhere
         for p in model.parameters():
