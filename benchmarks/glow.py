@@ -95,9 +95,9 @@ def measure(model, name: str, dataset: str, test: torch.Tensor) -> dict:
         classifier = pretrained.load("digit-classifier")
         temps = [1.0] if name.startswith("uva") else [0.7, 1.0]
         for t in temps:
-            with torch.no_grad():
-                s = model.sample(SAMPLES) if name.startswith("uva") else model.sample(SAMPLES, t)
-            r = recognisable(classifier, s)
+            with torch.no_grad():  # raw draws: a non-finite sample counts as unrecognisable
+                s = model.sample(SAMPLES) if name.startswith("uva") else model._draw(SAMPLES, t)
+            r = recognisable(classifier, s.clamp(0, 1))
             point[f"T={t}"] = {
                 "recognisable_share": round(r.share, 4),
                 "digits_drawn": r.digits_drawn,
@@ -241,6 +241,9 @@ def main() -> int:
     parser.add_argument("--pairs", nargs="+", default=list(PAIRS))
     parser.add_argument("--test-images", type=int, default=2000)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--append", action="store_true", help="keep the pairs already in --out and add these"
+    )
     parser.add_argument("--worker", nargs=4, metavar=("DATASET", "MODEL", "TMP", "OUT"))
     args = parser.parse_args()
     budgets = sorted(args.minutes)
@@ -275,6 +278,13 @@ def main() -> int:
         report["per_pixel_histogram_bpd"][dataset] = round(
             per_pixel_histogram_bpd(train_images, test_images[: args.test_images]), 4
         )
+    if args.append and args.out.is_file():
+        earlier = json.loads(args.out.read_text())
+        report["pairs"] = earlier["pairs"]
+        report["per_pixel_histogram_bpd"] = {
+            **earlier["per_pixel_histogram_bpd"],
+            **report["per_pixel_histogram_bpd"],
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for key in args.pairs:

@@ -519,7 +519,9 @@ class Glow(nn.Module):
         if bad.any():
             raise RuntimeError(
                 f"{int(bad.sum())} of {n} samples stayed non-finite after 20 redraws at "
-                f"T = {temperature}: the model is broken (check its training curve)"
+                f"T = {temperature}: this model cannot be sampled there; lower the temperature "
+                "or train it longer (normflows' own coupling, net='conv', overflows in the "
+                "base's tails; the course recipe's bounded couplings do not)"
             )
         if redrawn:
             warnings.warn(
