@@ -261,7 +261,7 @@ class Glow(nn.Module):
         ]
         shapes = self.latent_shapes()
         blocks, hidden = cfg.per_level("blocks"), cfg.per_level("hidden")
-        net = "gated CNN" if cfg.net == "gated" else "CNN"
+        gated = cfg.net == "gated"  # normflows' own GlowBlock (``"conv"``) needs no detail
         total = 0
         if self.dequantizer is not None:
             total = sum(p.numel() for p in self.dequantizer.parameters())
@@ -277,7 +277,7 @@ class Glow(nn.Module):
             n_params = full_res_params = sum(p.numel() for f in full for p in f.parameters())
             total += n_params
             lines.append(
-                f"full resolution: {cfg.full_res} checkerboard couplings ({net}, "
+                f"full resolution: {cfg.full_res} checkerboard couplings (gated CNN, "
                 f"{cfg.full_res_hidden} hidden); {n_params:,} parameters"
             )
         for i in reversed(range(cfg.levels)):
@@ -290,8 +290,9 @@ class Glow(nn.Module):
             level = cfg.levels - i
             lines.append(
                 f"level {level}: squeeze -> ({c}, {h}, {w}); "
-                f"{blocks[level - 1]} Glow blocks (ActNorm, 1x1 conv, affine coupling with a "
-                f"{net}, {hidden[level - 1]} hidden); {n_params:,} parameters"
+                f"{blocks[level - 1]} Glow blocks (ActNorm, 1x1 conv, affine coupling"
+                + (f" with a gated CNN, {hidden[level - 1]} hidden" if gated else "")
+                + f"); {n_params:,} parameters"
             )
             if i > 0:
                 c //= 2
