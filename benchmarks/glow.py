@@ -96,7 +96,10 @@ def measure(model, name: str, dataset: str, test: torch.Tensor) -> dict:
         temps = [1.0] if name.startswith("uva") else [0.7, 1.0]
         for t in temps:
             with torch.no_grad():  # raw draws: a non-finite sample counts as unrecognisable
-                s = model.sample(SAMPLES) if name.startswith("uva") else model._draw(SAMPLES, t)
+                if name.startswith("uva"):
+                    s = model.sample(SAMPLES)
+                else:
+                    s = model.sample(SAMPLES, t, redraw=False)
             r = recognisable(classifier, s.clamp(0, 1))
             point[f"T={t}"] = {
                 "recognisable_share": round(r.share, 4),

@@ -492,7 +492,7 @@ class Glow(nn.Module):
             self.flow.reset_temperature()
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
+    def sample(self, n: int, temperature: float = 1.0, redraw: bool = True) -> Tensor:
         """``n`` images ``(n, C, H, W)`` clamped to [0, 1], drawn at a temperature.
 
         The temperature multiplies the base distribution's standard deviation:
@@ -505,11 +505,15 @@ class Glow(nn.Module):
         scale that can come arbitrarily close to 0 in the tails of the base
         (about one sample in a thousand at T = 1 for a briefly trained model):
         such draws are redrawn, with a warning that says how many.
+        ``redraw=False`` returns the draws as they come (unclamped), e.g. to
+        count the non-finite ones.
         """
         n = check_int("n", n, minimum=1)
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         x = self._draw(n, temperature)
+        if not redraw:
+            return x
         bad = ~torch.isfinite(x.flatten(1)).all(dim=1)
         redrawn = int(bad.sum())
         for _ in range(20):
