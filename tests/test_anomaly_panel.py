@@ -1,0 +1,89 @@
+"""Lesson 10's panel: flagged shares, the threshold figure, typicality groups, the controls."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+from course_utils.anomaly import typicality_auc
+from course_utils.anomaly_panel import (
+    anomaly_panel,
+    flag_rates,
+    threshold_figure,
+    typicality_groups_figure,
+)
+from course_utils.widgets import NOT_RUNNING_HINT
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture
+def sets():
+    g = torch.Generator().manual_seed(0)
+    return {
+        "in": torch.randn(400, generator=g) + 3.0,
+        "far": torch.randn(400, generator=g) + 6.0,
+        "too likely": torch.randn(400, generator=g) * 0.3 + 1.0,
+    }
+
+
+def test_flag_rates_count_by_hand(sets) -> None:
+    rates = flag_rates(sets, 3.0)
+    for name, v in sets.items():
+        assert rates[name] == pytest.approx(sum(float(x) > 3.0 for x in v) / len(v))
+    # far above the bulk: nothing flagged; far below: everything
+    assert set(flag_rates(sets, 100.0).values()) == {0.0}
+    assert set(flag_rates(sets, -100.0).values()) == {1.0}
+
+
+def test_flag_rates_refuse_bad_input(sets) -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        flag_rates(sets, float("nan"))
+    with pytest.raises(ValueError, match="far"):
+        flag_rates({**sets, "far": [1.0, float("nan")]}, 0.0)
+
+
+def test_threshold_figure_titles_the_rates(sets) -> None:
+    fig = threshold_figure(sets, 4.5)
+    title = fig.axes[0].get_title()
+    r = flag_rates(sets, 4.5)
+    assert f"false positives {r['in']:.1%} of in" in title
+    assert f"far {r['far']:.0%}" in title and f"too likely {r['too likely']:.0%}" in title
+    lines = [ln for ln in fig.axes[0].get_lines() if list(ln.get_xdata()) == [4.5, 4.5]]
+    assert lines, "the threshold is drawn"
+
+
+def test_typicality_groups_figure_matches_typicality_auc(sets) -> None:
+    ref = 3.0
+    for m in (1, 10):
+        fig = typicality_groups_figure(sets["in"], {"too likely": sets["too likely"]}, ref, m)
+        auc = typicality_auc(sets["in"], sets["too likely"], ref, m)
+        title = fig.axes[0].get_title()
+        assert f"M = {m} ({400 // m} groups per set)" in title
+        assert f"too likely {auc:.3f}" in title
+    with pytest.raises(ValueError, match="group_size"):
+        typicality_groups_figure(sets["in"], {"far": sets["far"]}, ref, 0)
+
+
+def test_panel_redraws_on_each_control(sets) -> None:
+    scores = {"bits/dim": sets, "shifted": {k: v + 10 for k, v in sets.items()}}
+    group = anomaly_panel(scores, sets["in"], {"too likely": sets["too likely"]}, 3.0)
+    threshold_panel, groups = group.children
+    assert repr(group) == NOT_RUNNING_HINT
+    runs = threshold_panel.runs
+    threshold_panel.controls["threshold"].value = 5.0
+    assert threshold_panel.runs == runs + 1
+    assert "threshold 5.00" in threshold_panel.last_figure.axes[0].get_title()
+    # another score: the slider moves to that score's range, at its in-distribution median
+    threshold_panel.controls["score"].value = "shifted"
+    slider = threshold_panel.controls["threshold"]
+    assert slider.min > 9 and slider.value == pytest.approx(
+        float(np.median(scores["shifted"]["in"].numpy())), abs=slider.step
+    )
+    assert "false positives 50" in threshold_panel.last_figure.axes[0].get_title()
+    runs = groups.runs
+    groups.controls["group_size"].value = 20
+    assert groups.runs == runs + 1
+    assert "M = 20" in groups.last_figure.axes[0].get_title()
