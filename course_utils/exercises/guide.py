@@ -70,7 +70,8 @@ def update_guide(path: Path = GUIDE, registry: Registry = REGISTRY) -> bool:
     start, stop = text.find(BEGIN), text.find(END)
     if start < 0 or stop < start:
         raise ValueError(f"path {path} has no answers section (the lines {BEGIN!r} ... {END!r})")
-    new = text[:start] + answers_markdown(registry) + text[stop + len(END) :].lstrip("\n")
+    rest = text[stop + len(END) :].lstrip("\n")
+    new = text[:start] + answers_markdown(registry) + ("\n" + rest if rest else "")
     if new != text:
         path.write_text(new, encoding="utf-8")
     return new != text
