@@ -6,6 +6,8 @@ Plain functions draw the figures (the lesson and the tests call them);
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import ipywidgets as W
 import torch
 from matplotlib.figure import Figure
@@ -67,20 +69,43 @@ def interpolation_figure(model, images: Tensor, first: int = 0, second: int = 1)
         if not 0 <= check_int(name, i, minimum=0) < n:
             raise ValueError(f"{name} must be an index below {n}, got {i}")
     frames = interpolate(model, images[first], images[second])
-    return image_rows({f"digit {first} → digit {second}": frames})
+    return image_rows({f"test digit {first} → {second}": frames})
 
 
-def glow_panel(model, images: Tensor, classifier: nn.Module | None = None) -> PanelGroup:
+def glow_panel(
+    model: nn.Module | Mapping[str, nn.Module],
+    images: Tensor,
+    classifier: nn.Module | None = None,
+) -> PanelGroup:
     """Two panels: samples (temperature, seed) and an interpolation (which two digits).
 
     Args:
-        model: a trained :class:`course_utils.models.Glow`, in eval mode.
+        model: a trained :class:`course_utils.models.Glow` in eval mode, or
+            several by name (e.g. the lesson's and a pretrained one): both
+            panels then get a menu to pick one.
         images: dequantized test digits to interpolate between, ``(n, C, H, W)``.
         classifier: optional digit classifier that scores each set of samples.
     """
+    models = dict(model) if isinstance(model, Mapping) else {"model": model}
+    if not models:
+        raise ValueError("model is an empty mapping; give at least one Glow")
+
+    def menu() -> dict[str, W.Dropdown]:
+        if len(models) == 1:
+            return {}
+        return {
+            "name": W.Dropdown(options=list(models), value=next(iter(models)), description="model")
+        }
+
+    def pick(name: str | None) -> nn.Module:
+        return models[name] if name is not None else next(iter(models.values()))
+
     sampler = Panel(
-        lambda temperature, seed: samples_figure(model, temperature, seed, classifier=classifier),
+        lambda temperature, seed, name=None: samples_figure(
+            pick(name), temperature, seed, classifier=classifier
+        ),
         {
+            **menu(),
             "temperature": slider(0.7, 0.1, 1.2, 0.05, "temperature T"),
             "seed": W.IntSlider(
                 value=0, min=0, max=99, description="seed", continuous_update=False
@@ -93,8 +118,8 @@ def glow_panel(model, images: Tensor, classifier: nn.Module | None = None) -> Pa
         for name, value in (("first", 0), ("second", 1))
     }
     walker = Panel(
-        lambda first, second: interpolation_figure(model, images, first, second),
-        picks,
+        lambda first, second, name=None: interpolation_figure(pick(name), images, first, second),
+        {**menu(), **picks},
         title="Interpolation between two test digits",
     )
     sampler.update()

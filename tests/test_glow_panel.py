@@ -61,3 +61,29 @@ def test_panel_redraws_when_a_control_moves(model_and_digits, shared_data) -> No
 
     assert box._repr_mimebundle_()["text/plain"] == NOT_RUNNING_HINT  # no kernel: a hint
     plt.close("all")
+
+
+def test_panel_with_two_models_has_a_menu_that_switches_the_model(
+    model_and_digits, shared_data
+) -> None:
+    model, u = model_and_digits
+    torch.manual_seed(1)
+    other = Glow(levels=2, blocks=1, hidden=8, net="gated", net_layers=1, logit_alpha=1e-5)
+    other.initialize(u)
+    box = glow_panel({"first": model, "second": other.eval()}, u)
+    sampler, walker = box.children
+    assert list(sampler.controls)[0] == "name" and list(walker.controls)[0] == "name"
+
+    def pixels(panel):
+        return panel.last_figure.axes[0].images[0].get_array().copy()
+
+    before = pixels(sampler), pixels(walker)
+    sampler.controls["name"].value = "second"
+    walker.controls["name"].value = "second"
+    assert sampler.runs == walker.runs == 2
+    # same seed and digits, another model: other images
+    assert not (pixels(sampler) == before[0]).all()
+    assert not (pixels(walker) == before[1]).all()
+    with pytest.raises(ValueError, match="empty"):
+        glow_panel({}, u)
+    plt.close("all")
