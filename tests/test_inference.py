@@ -1,4 +1,4 @@
-"""Oracle tests of ``course_utils.inference``: planar and radial layers, reverse KL, targets.
+"""Oracle tests of lesson 05's modules: ``inference`` (layers, reverse KL) and ``targets``.
 
 The references are independent of the code under test: the brute-force
 autograd Jacobian, normflows' own ``Planar`` and ``Radial``,
@@ -18,21 +18,24 @@ from torch import nn
 
 from course_utils.flows import Flow, StandardNormal
 from course_utils.inference import (
-    POTENTIALS,
     LocScale,
-    LogisticPosterior,
     Planar,
     Radial,
     evaluate_vi,
     fit_reverse_kl,
-    grid_density,
-    log_z_closed_form,
-    logistic_data,
     planar_flow,
     radial_flow,
     reverse_kl,
     sample_with_log_prob,
+)
+from course_utils.targets import (
+    POTENTIALS,
+    LogisticPosterior,
+    grid_density,
+    log_z_closed_form,
+    logistic_data,
     soft_wall,
+    two_modes,
     u1,
 )
 
@@ -327,3 +330,15 @@ def test_logistic_posterior_grid_mean_is_near_the_truth_with_much_data():
 def test_bad_inputs_give_clear_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_two_modes_sit_where_asked_and_are_normalised() -> None:
+    p = two_modes(3.0, std=0.4, centre=1.0)
+    assert p.component_distribution.mean.tolist() == [[-0.5, 0.0], [2.5, 0.0]]
+    grid = grid_density(p.log_prob, (-4.0, 6.0), (-3.0, 3.0), n=300)
+    assert abs(grid.log_z) < 1e-4  # a proper density: Z = 1
+    torch.testing.assert_close(grid.mean(), torch.tensor([1.0, 0.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="separation"):
+        two_modes(-1.0)
+    with pytest.raises(ValueError, match="std"):
+        two_modes(2.0, std=0.0)
