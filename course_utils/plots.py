@@ -373,3 +373,124 @@ def image_rows(
             spine.set_visible(False)
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     return fig
+
+
+# ------------------------------------------- added for lessons 04-06: ticks, rows, log-log
+
+
+def show_ticks(*axes: Axes, fontsize: float = 8) -> None:
+    """Give 2D density and scatter axes their coordinate tick labels back.
+
+    :func:`density_contour` and :func:`sample_scatter` draw bare axes; with
+    ticks a reader can say *where* a mode or a moon is (e.g. "near x₁ = 2").
+    """
+    from matplotlib.ticker import AutoLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(AutoLocator())
+        ax.yaxis.set_major_locator(AutoLocator())
+        ax.tick_params(labelsize=fontsize)
+
+
+def density_sample_rows(
+    models: Mapping[str, object],
+    data: torch.Tensor,
+    xlim: tuple[float, float] = (-1.5, 2.5),
+    ylim: tuple[float, float] = (-1.0, 1.5),
+    n: int = 200,
+    n_samples: int = 2000,
+    seed: int = 0,
+    colors: Sequence[str] = PALETTE,
+) -> Figure:
+    """One row per model: its density on a grid (one colour scale for all) and its samples.
+
+    Args:
+        models: name → a 2D model with ``log_prob(x)`` and ``sample(n, generator=...)``.
+        data: ``(m, 2)`` points drawn in grey under the samples (e.g. held-out data).
+        xlim, ylim: the window of every panel.
+        n: grid points per axis of the densities.
+        n_samples: samples drawn from each model.
+        seed: seeds the samples.
+        colors: one colour per model for its samples.
+
+    Returns:
+        The figure, with a shared colour bar for the densities.
+    """
+    rows = len(models)
+    fig, axes = plt.subplots(rows, 2, figsize=(10, 3.3 * rows), layout="constrained", squeeze=False)
+    _, _, grid = grid_2d(xlim, ylim, n)
+    with torch.no_grad():
+        peak = max(
+            torch.cat([m.log_prob(c) for c in grid.split(8192)]).exp().max().item()
+            for m in models.values()
+        )
+    levels = np.linspace(0, peak, 25)
+    for row, (name, model) in enumerate(models.items()):
+        density_contour(model.log_prob, xlim, ylim, n=n, ax=axes[row, 0], levels=levels)
+        axes[row, 0].set_title(f"{name}: density $p(x)$")
+        samples = model.sample(n_samples, generator=torch.Generator().manual_seed(seed))
+        sample_scatter(data, ax=axes[row, 1], color="0.6", xlim=xlim, ylim=ylim, label="data")
+        sample_scatter(
+            samples,
+            ax=axes[row, 1],
+            color=colors[row % len(colors)],
+            xlim=xlim,
+            ylim=ylim,
+            label="model samples",
+        )
+        axes[row, 1].set_title(f"{name}: {n_samples:,} samples".replace(",", " "))
+        axes[row, 1].legend(loc="lower left", fontsize=8, markerscale=3, frameon=False)
+    for ax in axes.flat:
+        ax.set(xlabel="$x_1$", ylabel="$x_2$")
+        show_ticks(ax)
+    step = 0.1 if peak < 1.5 else 0.5
+    fig.colorbar(
+        axes[0, 0].collections[-1],
+        ax=axes[:, 0],
+        label="density $p(x)$",
+        ticks=np.arange(0, peak, step),
+        format="%.1f",
+        shrink=0.8,
+    )
+    return fig
+
+
+def loglog_curves(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    ax: Axes | None = None,
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str | None = None,
+    styles: Mapping[str, str] | None = None,
+    colors: Mapping[str, str] | None = None,
+    xticks: Sequence[float] | None = None,
+    legend_loc: str = "best",
+) -> Figure:
+    """Curves on log–log axes, e.g. a cost against the dimension or an error against steps.
+
+    Args:
+        curves: label → ``(xs, ys)``.
+        ax: draw here, or on a new figure.
+        xlabel, ylabel, title: axis text.
+        styles: label → matplotlib format (default ``"o-"``), e.g. ``"--"`` for a prediction.
+        colors: label → colour (default: the palette in order).
+        xticks: label exactly these x values (e.g. the measured dimensions).
+        legend_loc: where the legend goes.
+
+    Returns:
+        The figure.
+    """
+    from matplotlib.ticker import NullLocator
+
+    fig, ax = figure_and_axes(ax, (6, 4))
+    for k, (label, (xs, ys)) in enumerate(curves.items()):
+        fmt = (styles or {}).get(label, "o-")
+        color = (colors or {}).get(label, PALETTE[k % len(PALETTE)])
+        ax.plot(xs, ys, fmt, color=color, lw=1.5 if fmt == "--" else 2, label=label)
+    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel)
+    if xticks is not None:
+        ax.set_xticks(list(xticks), [f"{x:g}" for x in xticks])
+        ax.xaxis.set_minor_locator(NullLocator())  # label only the given values
+    ax.grid(alpha=0.3, which="both")
+    finish_axes(ax, title, loc=legend_loc)
+    return fig
