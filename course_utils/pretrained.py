@@ -226,6 +226,9 @@ def make_glow(
         "hardware": f"{dev.type}, {torch.get_num_threads()} threads, {platform.machine()}, "
         f"torch {torch.__version__}",
         "held_out_curve": [round(v, 4) for v in history.eval],
+        # the curve's points: every 100 steps (train_glow's default) and at the end
+        "held_out_steps": [min(100 * (k + 1), history.steps) for k in range(len(history.eval))],
+        "held_out_images": "the first 1,000 official test images",
         "command": f"python -m course_utils.pretrained make {name} --dataset {dataset} "
         f"--recipe {recipe} --minutes {minutes:g}",
     }
