@@ -9,7 +9,7 @@ LAB_ARGS ?=
 # JupyterLab refuses to run as root unless told (containers, CI).
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test lint notebooks setup clean
+.PHONY: lab test lint notebooks student setup clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	COURSE_FAST=1 COURSE_DATA_DIR=$(COURSE_DATA_DIR) COURSE_CACHE_DIR=$(CURDIR)/.cache/test $(PY) -m pytest --doctest-modules course_utils tests \
-		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks student
 
 # Re-execute every lesson in full mode and keep its outputs (what is committed).
 notebooks: $(STAMP)
@@ -37,6 +37,12 @@ notebooks: $(STAMP)
 		COURSE_DATA_DIR=$(COURSE_DATA_DIR) $(VENV)/bin/jupyter nbconvert --to notebook --execute \
 			--inplace --ExecutePreprocessor.timeout=3600 $$nb || exit 1; \
 	done
+
+# The student copies of the lessons (solutions become stubs, outputs cleared)
+# and the teacher guide's exercise answers, both from the lessons and the registry.
+student: $(STAMP)
+	$(PY) -m course_utils.student
+	$(PY) -m course_utils.exercises --update-guide
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

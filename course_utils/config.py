@@ -13,8 +13,9 @@ runs unchanged on a laptop, in a classroom and in the test suite:
                          (default ``~/.cache/nf-course``)
 ``COURSE_OFFLINE=1``     never touch the network; fail with a clear message
 ``COURSE_FIGURES_DIR``   where ``save_figure`` writes (default: ``figures/`` of
-                         the repository in full mode, a temporary folder in
-                         fast mode so tests never overwrite the lesson figures)
+                         the repository in full mode, ``student/figures/`` for
+                         a notebook run from ``student/``, a temporary folder in
+                         fast mode: neither overwrites the lesson figures)
 =======================  ====================================================
 """
 
@@ -103,6 +104,12 @@ def figures_dir() -> Path:
         return Path(value).expanduser()
     if fast_mode():
         return Path(tempfile.gettempdir()) / "nf-course-figures"
+    student = REPO_ROOT / "student"
+    try:  # a kernel runs in its notebook's folder: a student copy's figures stay beside it
+        if Path.cwd().resolve().is_relative_to(student.resolve()):
+            return student / "figures"
+    except OSError:  # the working folder was removed
+        pass
     return REPO_ROOT / "figures"
 
 
