@@ -494,3 +494,40 @@ def loglog_curves(
     ax.grid(alpha=0.3, which="both")
     finish_axes(ax, title, loc=legend_loc)
     return fig
+
+
+def density_row(
+    log_probs: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
+    xlim: tuple[float, float] = (-3.0, 3.0),
+    ylim: tuple[float, float] = (-3.0, 3.0),
+    n: int = 200,
+    levels: int | Sequence[float] = 25,
+    labels: tuple[str, str] = ("$x_1$", "$x_2$"),
+    colorbar: bool = True,
+    width: float = 3.25,
+) -> Figure:
+    """2D densities side by side, one titled panel each, with coordinates.
+
+    Args:
+        log_probs: title → log-density ``(m, 2) -> (m,)``.
+        xlim, ylim: the window of every panel.
+        n: grid points per axis.
+        levels: contour levels; give a list to share one colour scale (and a colour bar).
+        labels: the axis labels.
+        colorbar: draw a colour bar (meaningful when ``levels`` is shared).
+        width: inches per panel.
+
+    Returns:
+        The figure.
+    """
+    k = len(log_probs)
+    fig, axes = plt.subplots(1, k, figsize=(width * k, width + 0.35), layout="constrained")
+    axes = np.atleast_1d(axes)
+    for ax, (title, log_prob) in zip(axes, log_probs.items(), strict=True):
+        density_contour(log_prob, xlim, ylim, n=n, ax=ax, levels=levels)
+        ax.set_title(title, fontsize=10)
+        ax.set(xlabel=labels[0], ylabel=labels[1])
+        show_ticks(ax)
+    if colorbar:
+        fig.colorbar(axes[0].collections[-1], ax=axes, shrink=0.8, label="density", format="%.2f")
+    return fig
