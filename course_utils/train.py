@@ -431,6 +431,8 @@ class History:
         epoch_loss: the mean training loss of each epoch.
         eval: the value of ``eval_fn`` after each epoch (empty without one).
         seconds: wall-clock seconds of training at the end of each epoch.
+        epoch_steps: the step count at the end of each epoch (where ``eval``'s
+            values were measured).
         steps: optimisation steps taken in total (resumed runs included).
         stopped: why training ended early (``""`` if it did not).
     """
@@ -439,6 +441,7 @@ class History:
     epoch_loss: list[float] = field(default_factory=list)
     eval: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    epoch_steps: list[int] = field(default_factory=list)
     steps: int = 0
     stopped: str = ""
 
@@ -814,6 +817,7 @@ def _train(
             raise ValueError("data yielded no batch; is it empty?")
         history.epoch_loss.append(distributed.mean_over_ranks(total / count, dev))
         history.seconds.append(distributed.from_main(time.perf_counter() - t0, dev))
+        history.epoch_steps.append(history.steps)
         paused = time.perf_counter()  # evaluation and saving are not training time
         if eval_fn is not None:
             value = 0.0
