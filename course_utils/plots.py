@@ -143,6 +143,7 @@ def loss_curves(
     colors: Mapping[str, str] | None = None,
     ylim: tuple[float, float] | None = None,
     x_every: float = 1,
+    x: Sequence[float] | None = None,
 ) -> Figure:
     """Several loss curves on one axis, in the course palette.
 
@@ -158,13 +159,17 @@ def loss_curves(
         ylim: the y range, e.g. to cut off the first epochs' large losses.
         x_every: the spacing of the x values: value ``k`` (from 1) is drawn at
             ``k · x_every``, e.g. the number of steps between two evaluations.
+        x: the x value of every point instead (e.g. the step of each
+            evaluation), one per value of each curve.
 
     Returns:
         The figure.
     """
     fig, ax = figure_and_axes(ax, (6, 4))
     for k, (label, values) in enumerate(curves.items()):
-        xs = np.arange(1, len(values) + 1) * x_every
+        xs = np.arange(1, len(values) + 1) * x_every if x is None else np.asarray(x)
+        if len(xs) != len(values):
+            raise ValueError(f"x has {len(xs)} values but the curve {label!r} has {len(values)}")
         ls = (styles or {}).get(label, "-")
         color = (colors or {}).get(label, PALETTE[k % len(PALETTE)])
         ax.plot(xs, values, ls, color=color, label=label, lw=2)
