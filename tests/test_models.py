@@ -94,7 +94,7 @@ def test_train_save_load_sample_end_to_end(tmp_path, shared_data) -> None:
     }
     ckpt = tmp_path / "glow.pt"
     model, history = train_glow(
-        "mnist-9k",
+        "mnist",
         minutes=0.05,
         recipe=recipe,
         checkpoint=ckpt,
@@ -105,11 +105,11 @@ def test_train_save_load_sample_end_to_end(tmp_path, shared_data) -> None:
     assert history.steps >= 3 and all(math.isfinite(v) for v in history.eval)
     assert ckpt.is_file()
     loaded, state = load_glow(ckpt)
-    assert state["extra"]["dataset"] == "mnist-9k"
+    assert state["extra"]["dataset"] == "mnist"
     assert loaded.initialized  # the checkpoint's ActNorm statistics count as initialised
     with pytest.raises(RuntimeError, match="already initialised"):
-        loaded.initialize(dequantize(image_splits("mnist-9k")[0][:64]))
-    _, test = image_splits("mnist-9k")
+        loaded.initialize(dequantize(image_splits("mnist")[0][:64]))
+    _, test = image_splits("mnist")
     x = dequantize(test[:8], torch.Generator().manual_seed(0))
     # The loaded model gives the trained model's log-probs (ActNorm's data-initialised
     # scale and shift were saved, and loading does not initialise them again).
@@ -134,11 +134,11 @@ def test_cli_trains_and_resumes(tmp_path, shared_data, capsys) -> None:
     from course_utils.train import load_checkpoint, main
 
     ckpt = tmp_path / "cli.pt"
-    args = ["glow", "--dataset", "mnist-9k", "--device", "cpu", "--checkpoint", str(ckpt)]
+    args = ["glow", "--dataset", "mnist", "--device", "cpu", "--checkpoint", str(ckpt)]
     args += ["--steps-per-epoch", "2", "--eval-images", "16"]
     assert main([*args, "--minutes", "0.01"]) == 0
     first = load_checkpoint(ckpt)["history"]["steps"]
-    assert first >= 2 and "held-out" in capsys.readouterr().out
+    assert first >= 1 and "held-out" in capsys.readouterr().out
     # A larger budget continues the same run; --fresh starts over.
     assert main([*args, "--minutes", "0.03"]) == 0
     resumed = load_checkpoint(ckpt)["history"]
@@ -151,7 +151,7 @@ def test_cli_trains_and_resumes(tmp_path, shared_data, capsys) -> None:
 
 def test_unknown_recipe_is_a_clear_error(shared_data) -> None:
     with pytest.raises(ValueError, match="unknown recipe 'huge'.*course"):
-        train_glow("mnist-9k", minutes=0.01, recipe="huge", device="cpu")
+        train_glow("mnist", minutes=0.01, recipe="huge", device="cpu")
 
 
 # --------------------------------------------- ActNorm's data-dependent start
@@ -210,7 +210,7 @@ def test_train_glow_initialises_before_training(tmp_path, shared_data, monkeypat
     recipe = {"model": TINY, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0}
     recipe |= {"warmup_steps": 2, "batch_size": 16}
     train_glow(
-        "mnist-9k", 0.01, recipe, "cpu", tmp_path / "g.pt", eval_images=16, steps_per_epoch=2
+        "mnist", 0.01, recipe, "cpu", tmp_path / "g.pt", eval_images=16, steps_per_epoch=2
     )
     assert seen and all(seen)
 
@@ -297,7 +297,7 @@ def test_train_glow_refuses_bad_budgets(tmp_path) -> None:
         ({"eval_images": 0}, "eval_images"),
     ]:
         with pytest.raises(ValueError, match=match):
-            train_glow("mnist-9k", device="cpu", checkpoint=tmp_path / "x.pt", **kwargs)
+            train_glow("mnist", device="cpu", checkpoint=tmp_path / "x.pt", **kwargs)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -307,12 +307,12 @@ def test_cli_refuses_to_resume_another_dataset(tmp_path, shared_data, capsys) ->
     ckpt = tmp_path / "cli.pt"
     args = ["glow", "--device", "cpu", "--checkpoint", str(ckpt), "--steps-per-epoch", "2"]
     args += ["--eval-images", "16"]
-    assert main([*args, "--dataset", "mnist-9k", "--minutes", "0.005"]) == 0
+    assert main([*args, "--dataset", "mnist", "--minutes", "0.005"]) == 0
     before = load_checkpoint(ckpt)["history"]
     capsys.readouterr()
     assert main([*args, "--dataset", "fashion-mnist", "--minutes", "0.02"]) == 2
     err = capsys.readouterr().err
-    assert "dataset: saved 'mnist-9k', here 'fashion-mnist'" in err and "--fresh" in err
+    assert "dataset: saved 'mnist', here 'fashion-mnist'" in err and "--fresh" in err
     assert load_checkpoint(ckpt)["history"] == before
 
 
