@@ -8,9 +8,10 @@ runs only when a button is clicked and is sized to take well under 20 seconds.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import ipywidgets as W
@@ -28,9 +29,22 @@ from course_utils.widgets import Panel, panel, slider
 
 Tensor = torch.Tensor
 
+
+def _keeps_rng(fn: Callable) -> Callable:
+    """Run ``fn`` on a copy of torch's random state: a figure never moves the lesson's stream."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.random.fork_rng(devices=[]):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 # ------------------------------------------------------------- the planar fold
 
 
+@_keeps_rng
 def planar_fold_figure(
     w1: float = 1.0, w2: float = 0.0, u1: float = -3.0, u2: float = 0.0, b: float = 0.0
 ) -> Figure:
@@ -167,6 +181,7 @@ class EnergyFit:
         return self.reference.log_z - self.estimate.elbo
 
 
+@_keeps_rng
 def fit_energy(
     name: str = "U1",
     n_layers: int = 16,
@@ -399,6 +414,7 @@ def hdr_levels(log_prob_values, masses=(0.9, 0.5)) -> list[float]:
 # ------------------------------------------------------------------ mode seeking
 
 
+@_keeps_rng
 def fit_both_ways(
     target, steps: int = 400, seed: int = 0, batch_size: int = 256, lr: float = 3e-3
 ) -> dict[str, flows.Flow]:

@@ -113,3 +113,14 @@ def test_lesson_figures_draw_from_fitted_flows() -> None:
     fig = ipn.posterior_figure(post, {"a": flow, "b": flow}, torch.randn(5, 2), x, y, n=40)
     assert len(fig.axes[1].lines) == 6  # five draws and the true curve
     plt.close("all")
+
+
+def test_figures_and_fits_leave_the_lessons_random_stream_alone() -> None:
+    torch.manual_seed(7)
+    before = torch.rand(3)
+    torch.manual_seed(7)
+    ipn.planar_fold_figure()
+    ipn.fit_energy("U1", n_layers=1, steps=5, n_eval=100)
+    ipn.fit_both_ways(targets.two_modes(4.0), steps=3)
+    torch.testing.assert_close(torch.rand(3), before)
+    plt.close("all")
