@@ -9,6 +9,7 @@ does both steps of a release: student notebooks and guide).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from course_utils.config import REPO_ROOT
@@ -28,8 +29,8 @@ def lesson_title(lesson: int, notebooks: Path = REPO_ROOT / "notebooks") -> str:
         for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
             if cell["cell_type"] == "markdown":
                 for line in "".join(cell["source"]).splitlines():
-                    if line.startswith("# "):
-                        return line[2:].strip()
+                    if line.startswith("# "):  # "# 02 · Coupling flows" -> "Coupling flows"
+                        return re.sub(r"^\d\d\s*·\s*", "", line[2:].strip())
     return f"Lesson {lesson:02d}"
 
 
