@@ -89,9 +89,15 @@ def test_select_names_lessons_by_number_and_refuses_unknown_ones() -> None:
 @pytest.mark.slow
 def test_run_notebook_times_a_tiny_notebook_and_reports_a_failure(tmp_path: Path) -> None:
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.cells = [
-        nbformat.v4.new_code_cell("# NBVAL_IGNORE_OUTPUT\nimport os\nprint(os.environ['COURSE_FAST'])"),
+        nbformat.v4.new_code_cell(
+            "# NBVAL_IGNORE_OUTPUT\nimport os\nprint(os.environ['COURSE_FAST'])"
+        ),
         nbformat.v4.new_code_cell("raise RuntimeError('boom')"),
     ]
     path = tmp_path / "99_tiny.ipynb"
@@ -100,7 +106,10 @@ def test_run_notebook_times_a_tiny_notebook_and_reports_a_failure(tmp_path: Path
     result = lt.run_notebook(path, "fast", {}, "fresh", timeout=60)
     assert not result["ok"] and "boom" in result["error"]
     assert result["seconds"] >= result["kernel_start_seconds"] >= 0
-    assert {c["first_line"] for c in result["slowest_cells"]} <= {"import os", "raise RuntimeError('boom')"}
+    assert {c["first_line"] for c in result["slowest_cells"]} <= {
+        "import os",
+        "raise RuntimeError('boom')",
+    }
     assert path.read_bytes() == before  # the notebook is never rewritten
     with pytest.raises(ValueError, match="mode must be"):
         lt.run_notebook(path, "medium", {}, "fresh")
