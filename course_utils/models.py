@@ -685,7 +685,7 @@ def load_glow(path, map_location: str | torch.device = "cpu") -> tuple[Glow, dic
         course_utils.train.CheckpointMismatchError: its weights do not fit its
             configuration (the message says which parameters differ).
     """
-    from course_utils.train import check_checkpoint, load_checkpoint
+    from course_utils.checkpoints import check_checkpoint, load_checkpoint
 
     state = load_checkpoint(path, map_location=map_location)
     cfg = state.get("extra", {}).get("config")

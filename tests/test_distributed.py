@@ -61,8 +61,11 @@ def test_glow_cli_under_torchrun_resumes_on_one_process(tmp_path: Path, shared_d
     done = torchrun(*args, "--minutes", "0.02")
     assert done.stdout.count("held-out") >= 1  # rank 0 alone prints its lines
     first = load_checkpoint(ckpt)["history"]
-    assert first["steps"] >= 2
-    assert main([*args[2:], "--minutes", "0.04"]) == 0  # the same run, now one process
+    assert first["steps"] >= 1
+    # the same run, now one process, for well past the first part's time (a busy machine's
+    # first steps are slow)
+    more = (2 * first["seconds"][-1] + 1.0) / 60
+    assert main([*args[2:], "--minutes", f"{more:.4f}"]) == 0
     resumed = load_checkpoint(ckpt)["history"]
     assert resumed["steps"] > first["steps"]
     assert resumed["step_loss"][: len(first["step_loss"])] == first["step_loss"]

@@ -1,0 +1,100 @@
+"""Benchmark of the shipped models: load time, and every manifest figure measured again.
+
+For each model in ``pretrained/``: the seconds ``pretrained.load`` takes
+(sha256 check included; the median of three loads, target under 2 s), and,
+for the Glows of MNIST and Fashion-MNIST, the figures of their manifest
+measured afresh from the committed file by the same function that wrote them
+(:func:`course_utils.pretrained.measure_glow`: test bits/dim on the whole
+official test split, and for MNIST the recognisable share of 1,000 samples at
+T = 0.7 and T = 1), side by side with the manifest's values. A figure that
+does not reproduce is printed as a mismatch and the script exits with 1.
+
+Usage::
+
+    .venv/bin/python benchmarks/pretrained.py --out benchmarks/results/pretrained.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from course_utils import pretrained
+
+TARGET_LOAD_SECONDS = 2.0
+
+
+def figures_of(info: dict) -> dict:
+    """The manifest's measured figures in the shape :func:`measure_glow` returns them."""
+    keys = ("test_bits_per_dim", "test_images", "recognisable_T0.7", "recognisable_T1.0")
+    return {k: info[k] for k in keys if k in info}
+
+
+def bench(name: str) -> dict:
+    """Load ``name`` three times and, for an MNIST or Fashion-MNIST Glow, measure it again."""
+    info = pretrained.manifest(name)
+    seconds = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        model = pretrained.load(name)
+        seconds.append(time.perf_counter() - t0)
+    row = {
+        "name": name,
+        "kind": info["kind"],
+        "megabytes": round(info["bytes"] / 1e6, 2),
+        "load_seconds": round(statistics.median(seconds), 3),
+    }
+    dataset = info.get("dataset", "").split(" ")[0]
+    if info["kind"] == "glow" and dataset in ("mnist", "fashion-mnist"):
+        t0 = time.perf_counter()
+        measured = pretrained.measure_glow(model, dataset)
+        row["measure_seconds"] = round(time.perf_counter() - t0, 1)
+        row["manifest"] = figures_of(info)
+        row["measured"] = figures_of(measured)
+        row["reproduced"] = row["manifest"] == row["measured"]
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON report here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # as the manifests were measured, so sums run in the same order
+    names = sorted(p.stem for p in pretrained.PRETRAINED_DIR.glob("*.json"))
+    rows = [bench(n) for n in names]
+    report = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}",
+        "target_load_seconds": TARGET_LOAD_SECONDS,
+        "models": rows,
+    }
+    print(f"shipped models ({report['machine']})")
+    print(f"{'name':22s} {'MB':>6s} {'load s':>7s}  manifest figures measured again")
+    ok = True
+    for r in rows:
+        note = ""
+        if "measured" in r:
+            m, f = r["manifest"], r["measured"]
+            note = f"test bpd {f['test_bits_per_dim']:.4f} (manifest {m['test_bits_per_dim']:.4f})"
+            if "recognisable_T0.7" in f:
+                note += (
+                    f", recognisable at T = 0.7 {f['recognisable_T0.7']['share']:.1%}"
+                    f" (manifest {m['recognisable_T0.7']['share']:.1%})"
+                )
+            note += "  reproduced" if r["reproduced"] else "  MISMATCH"
+            ok &= r["reproduced"]
+        ok &= r["load_seconds"] < TARGET_LOAD_SECONDS
+        print(f"{r['name']:22s} {r['megabytes']:6.2f} {r['load_seconds']:7.3f}  {note}")
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
