@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from course_utils import plots
-from course_utils.bijections import Banana, Linear2D, SinhArcsinh, pushforward_log_prob
+from course_utils.bijections import (
+    Banana,
+    Linear2D,
+    SinhArcsinh,
+    TanhBump,
+    pushforward_log_prob,
+)
 from course_utils.widgets import Panel, slider, warp_figure, warp_panel
 
 
@@ -130,3 +136,42 @@ def test_image_grid_checks_shapes_and_tiles() -> None:
     assert img.shape == (2 * 30 + 2, 5 * 30 + 2)
     with pytest.raises(ValueError, match=r"\(n, 1\|3, H, W\)"):
         plots.image_grid(torch.rand(4, 2, 28, 28))
+
+
+@pytest.mark.parametrize(("a", "b"), [(2.0, 2.0), (0.5, 1.0), (-0.4, 2.0)])
+def test_tanh_bump_inverts_and_log_det_matches_autograd(a: float, b: float) -> None:
+    f = TanhBump(a=a, b=b)
+    z = torch.linspace(-4, 4, 81, dtype=torch.float64, requires_grad=True)
+    x = f.forward(z)
+    torch.testing.assert_close(f.inverse(x.detach()), z.detach(), atol=1e-10, rtol=0)
+    (dx_dz,) = torch.autograd.grad(x.sum(), z)
+    torch.testing.assert_close(f.log_abs_det(z), dx_dz.log(), atol=1e-10, rtol=0)
+    xs = torch.linspace(-20, 20, 20_001, dtype=torch.float64)  # Gaussian tails, shifted by |a|
+    mass = torch.trapezoid(torch.exp(pushforward_log_prob(xs, f.inverse, f.log_abs_det)), xs)
+    assert abs(mass.item() - 1) < 1e-4
+
+
+def _modes(log_p: torch.Tensor) -> int:
+    rise = log_p[1:] - log_p[:-1]
+    return int(((rise[:-1] > 1e-13) & (rise[1:] < -1e-13)).sum())
+
+
+def test_tanh_bump_has_two_modes_exactly_when_its_criterion_says() -> None:
+    # Counted on the density of x itself (a grid in x, the inverse by bisection).
+    xs = torch.linspace(-8, 8, 8_001, dtype=torch.float64)
+    for a, b in [(2.0, 2.0), (0.3, 3.0), (2.0, 0.6), (0.5, 1.0), (3.0, 0.5), (1.0, 1.2)]:
+        f = TanhBump(a=a, b=b)
+        modes = _modes(pushforward_log_prob(xs, f.inverse, f.log_abs_det))
+        assert modes == (2 if f.two_modes() else 1), (a, b, modes)
+    with pytest.raises(ValueError, match="b must be positive"):
+        TanhBump(a=1.0, b=0.0)
+    with pytest.raises(ValueError, match="a must be above -1/b"):
+        TanhBump(a=-1.0, b=2.0)
+
+
+def test_sinh_arcsinh_is_unimodal_where_its_map_is_convex_then_concave() -> None:
+    xs = torch.linspace(-40, 40, 40_001, dtype=torch.float64)
+    for skew in (-1.5, 0.0, 0.7):
+        for tail in (1.5, 2.5, 4.0):  # tail > 1: steep in the middle, flatter outside
+            f = SinhArcsinh(skew=skew, tail=tail)
+            assert _modes(pushforward_log_prob(xs, f.inverse, f.log_abs_det)) == 1
