@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def lesson_solutions(path: Path, setup_cells: int = 1) -> dict[str, object]:
             exercise_id = source.split()[2]
             namespace["hint"] = lambda _id: None
             exec(source, namespace)
-            name = source.split("def ", 1)[1].split("(", 1)[0]
+            name = re.search(r"^(?:def|class) (\w+)", source, re.MULTILINE).group(1)
             found[exercise_id] = namespace[name]
     return found
 
