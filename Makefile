@@ -6,6 +6,8 @@ STAMP   := $(VENV)/.installed
 # Tests read the offline data beside the repository when it is there.
 COURSE_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 LAB_ARGS ?=
+# The student copies that make test runs under nbval (all by default).
+STUDENT_NOTEBOOKS ?= student
 # JupyterLab refuses to run as root unless told (containers, CI).
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
@@ -29,7 +31,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	COURSE_FAST=1 COURSE_DATA_DIR=$(COURSE_DATA_DIR) COURSE_CACHE_DIR=$(CURDIR)/.cache/test $(PY) -m pytest --doctest-modules course_utils tests \
-		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks student
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks $(STUDENT_NOTEBOOKS)
 
 # Re-execute every lesson in full mode and keep its outputs (what is committed).
 notebooks: $(STAMP)
