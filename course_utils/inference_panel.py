@@ -78,10 +78,11 @@ def planar_fold_figure(
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.7), layout="constrained")
     ax = axes[0]
     alpha = torch.linspace(-4, 4, 401, dtype=torch.float64)
-    for c, color, name in ((c_raw, PALETTE[1], "raw $u$"), (c_hat, PALETTE[0], r"$\hat u$")):
+    raw, hat = ("raw $u$", "u"), (r"$\hat u$", r"\hat u")  # (name, symbol in wᵀ·)
+    for c, color, (name, sym) in ((c_raw, PALETTE[1], raw), (c_hat, PALETTE[0], hat)):
         profile = alpha + c * torch.tanh(alpha + b)
         folds = bool((torch.diff(profile) <= 0).any())
-        label = f"{name}: $w^\\top u$ = {c:.2f}" + (" (folds)" if folds else "")
+        label = f"{name}: $w^\\top {sym}$ = {c:.2f}" + (" (folds)" if folds else "")
         ax.plot(alpha, profile, color=color, lw=2, label=label)
     ax.axline((0, 0), slope=1, color="0.6", ls=":", lw=1, label="identity")
     ax.set(xlabel="$w^\\top z$", ylabel="$w^\\top x$", title="the map along $w$")
@@ -93,14 +94,14 @@ def planar_fold_figure(
     w_unit = w / w.norm()
     across = torch.stack([-w_unit[1], w_unit[0]])  # along the hyperplane
     cmap = plt.get_cmap("viridis")
-    for ax, u, name in ((axes[1], u_raw, "raw $u$"), (axes[2], u_hat, r"constrained $\hat u$")):
+    for ax, u, (name, sym) in ((axes[1], u_raw, raw), (axes[2], u_hat, hat)):
         c = float(w @ u)
         for k, a in enumerate(levels):  # the line of points with w_unit . z = a
             z = a * w_unit + t[:, None] * across
             x = z + torch.tanh(z @ w + b)[:, None] * u
             ax.plot(x[:, 0], x[:, 1], color=cmap(k / (len(levels) - 1)), lw=1.2)
         ax.set(xlim=(-5, 5), ylim=(-5, 5), aspect="equal", xlabel="$x_1$", ylabel="$x_2$")
-        ax.set_title(f"{name}: $w^\\top u$ = {c:.2f}", fontsize=10)
+        ax.set_title(f"{name}: $w^\\top {sym}$ = {c:.2f}", fontsize=10)
     axes[1].text(
         0.02,
         0.02,
