@@ -19,16 +19,13 @@ For a flow ``f`` (data → latent) with base density ``p_Z`` and a batch ``x``,
   the gradient of the colour term reaches the flow and its base.
 
 Two ways of drawing the base noise for ``x̂`` (configurations (c) and (d) of
-the lesson):
+the lesson, see :func:`base_noise`): standard deviation ``T`` per dimension
+(the Glow way, length ``≈ T√D``, where a ``D``-dimensional Gaussian keeps its
+mass), or a vector of length ``T`` (``T/√D`` per dimension: the wrong noise
+scale, next to the base's centre, where no real image's latent lies).
 
-* ``scale_noise=True`` (the Glow way): every one of the ``D`` latent
-  dimensions gets noise of standard deviation ``T``, so the noise vector's
-  length grows with the image size, ``‖Tε‖ ≈ T √D``. That is where a standard
-  Gaussian in ``D`` dimensions puts almost all of its mass.
-* ``scale_noise=False``: the noise vector has length ``T`` whatever the image
-  size (``T ε / ‖ε‖``), i.e. per-dimension standard deviation ``T / √D``. For a
-  3×28×28 image that is ``T / 48.5``: the samples sit next to the base's
-  centre, where no real image's latent lies.
+Images may be given as ``uint8`` (dequantized the model's way, with its
+learned dequantizer if it has one) or already dequantized in ``[0, 1]``.
 
 Direction convention (normflows'): ``forward`` maps latent → data,
 ``inverse`` maps data → latent.
@@ -70,6 +67,36 @@ def _check_weight(value: float, name: str, positive: bool = False) -> None:
 
 
 # ------------------------------------------------------------------ terms
+
+
+def dequantized(
+    model: Glow, x: Tensor, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """``(u, log_q)``: the model's input for a batch, and the log-density of its noise.
+
+    ``uint8`` images ``k`` are dequantized the model's way: through its learned
+    dequantizer, ``u = (k + v)/256`` with ``v ~ q(v|k)``, or uniformly
+    (``log q = 0``) if it has none. Float images are taken as already
+    dequantized (``log q = 0``). ``log p(u) − log q`` is then the bound on
+    ``log P(k)`` that bits/dim report (lesson 07).
+
+    Args:
+        model: a :class:`~course_utils.models.Glow`.
+        x: ``uint8`` images, or float images in ``[0, 1]``, ``(batch, C, H, W)``.
+        generator: seeds the dequantization noise.
+
+    Returns:
+        ``u`` ``(batch, C, H, W)`` and ``log_q`` ``(batch,)`` (zeros without a dequantizer).
+    """
+    if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
+        if x.ndim != 4 or tuple(x.shape[1:]) != model.config.shape:
+            want = ", ".join(map(str, model.config.shape))
+            raise ValueError(f"x must have shape (batch, {want}), got {tuple(x.shape)}")
+        if model.dequantizer is not None:
+            return model.dequantizer(x, generator)
+        return dequantize(x, generator), torch.zeros(len(x))
+    _check_images(x, "x")
+    return x, torch.zeros(len(x), dtype=x.dtype, device=x.device)
 
 
 def log_prob_and_latents(model: Glow, x: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -295,24 +322,29 @@ def composite_loss(
 ) -> LossTerms:
     """``L = NLL + α·R + β·‖μ_c(x) − μ_c(x̂)‖₂`` for a batch, with its terms.
 
+    The NLL is that of the dequantization bound, ``−(log p(u) − log q(v|k))``
+    (see :func:`dequantized`), so a model with a learned dequantizer trains it
+    too; ``R`` and the real images' colours are computed on ``u``.
+
     Args:
         model: a :class:`~course_utils.models.Glow`.
-        x: dequantized images ``(batch, C, H, W)`` in ``[0, 1]``.
+        x: ``uint8`` images, or dequantized ones in ``[0, 1]``, ``(batch, C, H, W)``.
         config: the weights and settings.
-        generator: seeds the latent perturbation and the samples.
+        generator: seeds the dequantization, the latent perturbation and the samples.
 
     Returns:
         :class:`LossTerms`; ``total`` is what to minimise.
     """
-    log_p, z = log_prob_and_latents(model, x)
-    nll = nll_term(log_p, model.num_dims, config.scaled_nll)
+    u, log_q = dequantized(model, x, generator)
+    log_p, z = log_prob_and_latents(model, u)
+    nll = nll_term(log_p - log_q, model.num_dims, config.scaled_nll)
     with torch.set_grad_enabled(torch.is_grad_enabled() and config.alpha > 0):
-        recon = perturbed_reconstruction(model, x, config.sigma, z, generator)
+        recon = perturbed_reconstruction(model, u, config.sigma, z, generator)
     with torch.set_grad_enabled(torch.is_grad_enabled() and config.beta > 0):
         x_hat = sample_with_grad(
             model, config.n_samples, config.temperature, config.scale_noise, generator
         )
-        channel = channel_mean_gap(x, x_hat)
+        channel = channel_mean_gap(u, x_hat)
     total = nll
     if config.alpha > 0:
         total = total + config.alpha * recon
@@ -323,16 +355,48 @@ def composite_loss(
 
 # ------------------------------------------------------- training with terms
 
-#: The small 3-channel Glow of lesson 09 and its optimiser: cheap enough that a
-#: step with all three terms (an inverse pass, two forward passes and their
-#: backward passes) takes a fraction of a second on one CPU core.
-PLAYGROUND_RECIPE: dict = {
-    "model": {"shape": (3, 28, 28), "levels": 2, "blocks": 2, "hidden": 32, "logit_alpha": 0.05},
+#: The 3-channel Glow of lesson 09: lesson 07's course recipe (gated coupling
+#: networks with a bounded log-scale, checkerboard couplings at full
+#: resolution, a learned dequantizer, a logit with a tiny α), made narrower so
+#: that a step with all three terms (an inverse pass, two forward passes and
+#: their backward passes) stays well under a second on one CPU core.
+PLAYGROUND_MODEL: dict = {
+    "shape": (3, 28, 28),
+    "levels": 2,
+    "blocks": (2, 2),
+    "hidden": (32, 48),
+    "net": "gated",
+    "net_layers": 2,
+    "full_res": 2,
+    "full_res_hidden": 24,
+    "dequantizer": 2,
+    "dequantizer_hidden": 16,
+    "logit_alpha": 1e-5,
+}
+
+#: How the shipped ``glow-coloured-mnist`` was pretrained on the NLL alone
+#: (``python -m course_utils.pretrained make glow-coloured-mnist ...``).
+PRETRAIN_RECIPE: dict = {
+    "model": PLAYGROUND_MODEL,
     "optimizer": "adam",
-    "lr": 2e-3,
+    "lr": 1e-3,
     "weight_decay": 0.0,
-    "warmup_steps": 50,
-    "batch_size": 64,
+    "warmup_steps": 100,
+    "batch_size": 16,
+    "max_grad_norm": 100.0,
+}
+
+#: How lesson 09 and its playground fine-tune that model with the composite loss:
+#: a smaller learning rate than the pretraining's, so the added terms change a
+#: model that already draws digits instead of starting it over.
+PLAYGROUND_RECIPE: dict = {
+    "model": PLAYGROUND_MODEL,
+    "optimizer": "adam",
+    "lr": 2e-4,
+    "weight_decay": 0.0,
+    "warmup_steps": 10,
+    "batch_size": 16,
+    "max_grad_norm": 100.0,
 }
 
 #: The four configurations of the loss study. (a) plain NLL in nats per image;
@@ -378,16 +442,18 @@ def fit(
     terms: TermHistory | None = None,
     seed: int = 0,
     on_step=None,
+    recipe: dict | None = None,
 ):
     """Train ``model`` for ``steps`` steps of :func:`composite_loss`, logging each term.
 
-    A thin wrapper around :func:`course_utils.train.train` (its NaN guard and
-    batching): the loss function it is given records the terms of every step.
+    A thin wrapper around :func:`course_utils.train.train` (its NaN guard,
+    batching and gradient clipping): the loss function it is given records the
+    terms of every step.
 
     Args:
         model: a :class:`~course_utils.models.Glow`.
         images: ``uint8`` training images ``(N, C, H, W)``, dequantized afresh
-            at every step.
+            at every step (by the model's own dequantizer, if it has one).
         config: the loss settings.
         steps: optimisation steps.
         optimizer: e.g. from :func:`course_utils.models.make_optimizer`; pass
@@ -395,9 +461,11 @@ def fit(
         scheduler: an optional learning-rate schedule.
         terms: a history to append to (a new one by default).
         seed: seeds the batch order, the dequantization, the perturbations and
-            the samples.
+            the samples: the same seed gives every configuration the same batches.
         on_step: called with the step count so far after every step (e.g. a
             progress bar).
+        recipe: its ``batch_size`` and ``max_grad_norm`` (default
+            :data:`PLAYGROUND_RECIPE`).
 
     Returns:
         ``(terms, history)``: the :class:`TermHistory` and the
@@ -409,12 +477,13 @@ def fit(
         )
     if steps < 1:
         raise ValueError(f"steps must be positive, got {steps}")
+    recipe = PLAYGROUND_RECIPE if recipe is None else recipe
     terms = TermHistory.empty() if terms is None else terms
     noise = torch.Generator().manual_seed(seed + 1)
     done = [0]
 
     def loss_fn(m: Glow, batch: Tensor) -> Tensor:
-        parts = composite_loss(m, dequantize(batch, noise), config, noise)
+        parts = composite_loss(m, batch, config, noise)
         terms.append(parts)
         done[0] += 1
         if on_step is not None:
@@ -426,15 +495,40 @@ def fit(
         loss_fn,
         images,
         epochs=1,
-        batch_size=PLAYGROUND_RECIPE["batch_size"],
+        batch_size=recipe["batch_size"],
         optimizer=optimizer,
         scheduler=scheduler,
         device="cpu",
+        max_grad_norm=recipe.get("max_grad_norm"),
         progress=False,
         seed=seed,
         steps_per_epoch=steps,
     )
     return terms, history
+
+
+def ink(images: Tensor) -> Tensor:
+    """Grey digits back from coloured ones: each pixel's distance from the background colour.
+
+    The background is the median colour of the image's border pixels; the
+    distance of every pixel's colour from it, divided by the image's largest
+    distance, is the ink ``a`` of :func:`course_utils.data.colourize` (exactly,
+    up to rounding, for a coloured digit whose darkest stroke pixel has full
+    ink). So the digit classifier of lesson 07 can read coloured samples.
+
+    Args:
+        images: ``(N, C, H, W)`` in ``[0, 1]``.
+
+    Returns:
+        ``(N, 1, H, W)`` in ``[0, 1]``.
+    """
+    _check_images(images, "images")
+    border = torch.cat(
+        [images[:, :, 0], images[:, :, -1], images[:, :, :, 0], images[:, :, :, -1]], dim=2
+    )
+    background = border.median(dim=2).values[:, :, None, None]
+    distance = (images - background).norm(dim=1, keepdim=True)
+    return distance / distance.flatten(1).amax(1).clamp_min(1e-6).view(-1, 1, 1, 1)
 
 
 @torch.no_grad()
@@ -445,47 +539,61 @@ def evaluate(
     sigma: float = 0.1,
     n_samples: int = 256,
     seed: int = 0,
+    classifier: torch.nn.Module | None = None,
+    batch_size: int = 500,
 ) -> dict[str, float | list[float]]:
     """Held-out measures of a model trained with :func:`composite_loss`.
 
     Args:
         model: a :class:`~course_utils.models.Glow`.
-        test: dequantized held-out images ``(N, C, H, W)`` in ``[0, 1]``.
+        test: held-out ``uint8`` images (dequantized the model's way, noise
+            seeded with ``seed + 1``) or dequantized float images, ``(N, C, H, W)``.
         temperature: temperature of the samples (drawn the Glow way, noise of
             standard deviation ``T`` per dimension).
         sigma: latent perturbation of the reconstruction measure.
         n_samples: samples for the colour statistics.
-        seed: seeds the samples and perturbations.
+        seed: seeds the samples, the perturbations and the dequantization.
+        classifier: lesson 07's digit classifier: if given, the share of the
+            samples it recognises through :func:`ink` is measured too.
+        batch_size: test images per pass.
 
     Returns:
-        A dict: ``bpd`` (test bits/dim), ``channel_error`` (``|μ_c(test) −
-        μ_c(samples)|`` per channel), ``channel_gap`` (its Euclidean norm),
-        ``recon`` (mean ``R`` over the test images whose reconstruction stayed
-        finite), ``recon_overflow`` and ``sample_overflow`` (the fractions of
-        perturbed reconstructions and of samples that overflowed to inf/NaN:
-        an ill-conditioned inverse; overflowed samples are left out of the
-        colour statistics).
+        A dict: ``bpd`` (test bits/dim of the dequantization bound),
+        ``channel_error`` (``|μ_c(test) − μ_c(samples)|`` per channel),
+        ``channel_gap`` (its Euclidean norm), ``recon`` (mean ``R`` over the
+        test images whose reconstruction stayed finite), ``recon_overflow`` and
+        ``sample_overflow`` (the fractions of perturbed reconstructions and of
+        samples that came out NaN or infinite: an ill-conditioned inverse;
+        such samples are left out of the colour statistics), and
+        ``recognisable`` (with a classifier).
     """
-    _check_images(test, "test", channels=model.config.shape[0])
+    if isinstance(test, torch.Tensor) and test.dtype == torch.uint8:
+        if test.ndim != 4 or test.shape[1] != model.config.shape[0]:
+            raise ValueError(f"test must be (N, {model.config.shape[0]}, H, W), got {test.shape}")
+    else:
+        _check_images(test, "test", channels=model.config.shape[0])
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     samples = sample_with_grad(model, n_samples, temperature, True, generator)
     ok = torch.isfinite(samples.flatten(1)).all(1)
     samples = samples[ok].clamp(0, 1)
-    log_ps, errors = [], []
-    for batch in test.split(500):  # one inverse pass gives log p and the latents
-        log_p, z = log_prob_and_latents(model, batch)
-        log_ps.append(log_p)
-        errors.append(perturbed_reconstruction(model, batch, sigma, z, generator, per_image=True))
+    noise = torch.Generator().manual_seed(seed + 1)
+    log_ps, errors, sums = [], [], torch.zeros(test.shape[1])
+    for batch in test.split(batch_size):  # one inverse pass gives log p and the latents
+        u, log_q = dequantized(model, batch, noise)
+        log_p, z = log_prob_and_latents(model, u)
+        log_ps.append(log_p - log_q)
+        errors.append(perturbed_reconstruction(model, u, sigma, z, generator, per_image=True))
+        sums += u.sum(dim=(0, 2, 3))
     per_image = torch.cat(errors)
     finite = torch.isfinite(per_image)
+    mean_test = sums / (len(test) * test.shape[2] * test.shape[3])
     if len(samples):
-        diff = (channel_means(test) - channel_means(samples)).abs()
+        diff = (mean_test - channel_means(samples)).abs()
     else:  # every sample overflowed: no colour statistics
         diff = torch.full((test.shape[1],), math.nan)
-    model.train(was_training)
-    return {
+    result: dict[str, float | list[float]] = {
         "bpd": bits_per_dim(torch.cat(log_ps), model.num_dims),
         "channel_error": diff.tolist(),
         "channel_gap": float(torch.linalg.vector_norm(diff)),
@@ -493,3 +601,10 @@ def evaluate(
         "recon_overflow": float((~finite).float().mean()),
         "sample_overflow": float((~ok).float().mean()),
     }
+    if classifier is not None:
+        from course_utils.digits import recognisable
+
+        share = recognisable(classifier, ink(samples)).share if len(samples) else 0.0
+        result["recognisable"] = share * float(ok.float().mean())  # overflowed: not recognised
+    model.train(was_training)
+    return result

@@ -363,6 +363,7 @@ def make_glow(
     }
     model = model.cpu()
     if dataset == "coloured-mnist":
+        info["held_out_images"] = "the first 500 official test digits, coloured (seed 1)"
         info.update(measure_coloured_glow(model))
     else:
         info.update(measure_glow(model, dataset))

@@ -23,8 +23,10 @@ from course_utils.losses import (
     channel_mean_gap,
     channel_means,
     composite_loss,
+    dequantized,
     evaluate,
     fit,
+    ink,
     log_prob_and_latents,
     nll_term,
     perturbed_reconstruction,
@@ -92,10 +94,10 @@ def test_colour_means_follow_the_design(rng: torch.Generator) -> None:
 
 
 def test_coloured_splits_on_real_digits(shared_data) -> None:
-    train, test = coloured_splits("mnist-9k", seed=0, root=shared_data)
-    assert train.shape == (9000, 3, 28, 28) and test.shape == (1000, 3, 28, 28)
+    train, test = coloured_splits("mnist", seed=0, root=shared_data)
+    assert train.shape == (60_000, 3, 28, 28) and test.shape == (10_000, 3, 28, 28)
     assert train.dtype == test.dtype == torch.uint8
-    again, _ = coloured_splits("mnist-9k", seed=0, root=shared_data)
+    again, _ = coloured_splits("mnist", seed=0, root=shared_data)
     assert torch.equal(train, again)
     # By design the mean colour is far from grey: blue above green above red.
     r, g, b = channel_means(train.float() / 255).tolist()
@@ -249,3 +251,55 @@ def test_evaluate_counts_overflowing_reconstructions(model: Glow, batch: torch.T
     # A latent step of 1e30 overflows every reconstruction.
     wild = evaluate(model, batch, sigma=1e30, n_samples=8)
     assert wild["recon_overflow"] == 1.0 and math.isnan(wild["recon"])
+
+
+# ----------------------------------------------- 8-bit images and the dequantizer
+
+
+def test_eight_bit_images_are_scored_with_the_dequantization_bound(rng: torch.Generator) -> None:
+    model = Glow(**{**TINY, "dequantizer": 1, "dequantizer_hidden": 4, "logit_alpha": 1e-5})
+    images = colourize(digits(6, rng), seed=1)[0]
+    with torch.no_grad():
+        model.initialize(dequantize(images, rng))
+        perturb(model, 0.05)  # a dequantizer that is no longer uniform
+    terms = composite_loss(model, images, LossConfig(), torch.Generator().manual_seed(3))
+    bound = model.dequantized_log_prob(images, torch.Generator().manual_seed(3))
+    assert float(terms.nll.detach()) == pytest.approx(bits_per_dim(bound.detach(), 2352), rel=1e-5)
+    u, log_q = dequantized(model, images, torch.Generator().manual_seed(3))
+    assert float(log_q.detach().abs().sum()) > 0  # a learned noise density, not the uniform one
+    v = u.detach() * 256 - images.float()  # u = (k + v) / 256 with v in (0, 1)
+    assert float(v.min()) > -1e-3 and float(v.max()) < 1 + 1e-3
+    terms.nll.backward()  # the NLL trains the dequantizer too
+    assert any(
+        p.grad is not None and p.grad.abs().sum() > 0 for p in model.dequantizer.parameters()
+    )
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 3, 28, 28\)"):
+        composite_loss(model, images[:, :1], LossConfig())
+
+
+def test_evaluate_on_eight_bit_images_matches_bits_per_dim(
+    model: Glow, rng: torch.Generator
+) -> None:
+    images = colourize(digits(12, rng), seed=2)[0]
+    result = evaluate(model, images, n_samples=8, seed=0, batch_size=5)
+    # evaluate dequantizes with a noise seeded with seed + 1, as bits_per_dim does with seed=1.
+    assert result["bpd"] == pytest.approx(
+        model.bits_per_dim(images, batch_size=5, seed=1), rel=1e-6
+    )
+    by_hand = channel_means(dequantize(images, torch.Generator().manual_seed(1)))
+    samples = sample_with_grad(model, 8, 0.7, True, torch.Generator().manual_seed(0))
+    gap = (by_hand - channel_means(samples.detach().clamp(0, 1))).abs()
+    torch.testing.assert_close(torch.tensor(result["channel_error"]), gap, rtol=1e-4, atol=1e-6)
+
+
+def test_ink_recovers_the_grey_digits(rng: torch.Generator) -> None:
+    grey = digits(20, rng)  # full-ink squares: the largest distance is the stroke's
+    grey[:, 10:12, 13:15] = 128  # and some half ink
+    rgb = colourize(grey, seed=4)[0].float() / 255
+    recovered = ink(rgb)
+    assert recovered.shape == (20, 1, 28, 28)
+    torch.testing.assert_close(recovered[:, 0], grey.float() / 255, rtol=0, atol=0.02)
+    # Any background: a flat image has no ink at all.
+    assert float(ink(torch.full((2, 3, 28, 28), 0.4)).abs().max()) == 0.0
+    with pytest.raises(ValueError, match="images must have shape"):
+        ink(torch.rand(28, 28))

@@ -9,13 +9,15 @@ import torch
 
 from course_utils.data import colourize
 from course_utils.models import Glow
-from course_utils.widgets import (
+from course_utils.playground import (
+    DEFAULTS,
     Playground,
     PlaygroundState,
     history_html,
     playground_figure,
     playground_panel,
     playground_train,
+    starting_model,
 )
 
 pytestmark = pytest.mark.usefixtures("rng", "one_thread")
@@ -121,3 +123,92 @@ def test_refused_setting_is_reported_in_the_panel(state: PlaygroundState) -> Non
     assert p.train() is None
     assert "temperature must be a finite positive number" in p.status.value
     assert state.runs == [] and not p.train_button.disabled
+
+
+def test_defaults_are_configuration_d_and_unknown_settings_are_refused(
+    state: PlaygroundState,
+) -> None:
+    from course_utils.losses import CONFIGURATIONS
+
+    d = CONFIGURATIONS["d"]
+    assert (DEFAULTS["alpha"], DEFAULTS["beta"], DEFAULTS["sigma"]) == (d.alpha, d.beta, d.sigma)
+    assert DEFAULTS["temperature"] == d.temperature and DEFAULTS["scale_noise"] is True
+    p = playground_panel(state)
+    assert p.values() == DEFAULTS
+    with pytest.raises(ValueError, match=r"unknown settings \['gamma'\]"):
+        playground_panel(state, gamma=1.0)
+
+
+def test_state_refuses_images_of_another_shape(state: PlaygroundState) -> None:
+    grey = torch.zeros(8, 1, 28, 28, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"train_images must have shape \(N, 3, 28, 28\)"):
+        PlaygroundState(state.model, grey, state.test)
+    with pytest.raises(ValueError, match="test_images must be a uint8 tensor"):
+        PlaygroundState(state.model, state.train_images, state.test.float())
+    with pytest.raises(ValueError, match="n_test must be a positive"):
+        PlaygroundState(state.model, state.train_images, state.test, n_test=0)
+
+
+class AlwaysSeven(torch.nn.Module):
+    """A stand-in digit classifier: every image is a confident 7."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.full((len(x), 10), -20.0)
+        logits[:, 7] = 20.0
+        return logits
+
+
+def test_runs_count_recognised_samples_when_given_a_classifier(state: PlaygroundState) -> None:
+    counted = PlaygroundState(state.model, state.train_images, state.test, classifier=AlwaysSeven())
+    row = playground_train(counted, steps=10)
+    assert row["recognisable"] == pytest.approx(1.0 - row["sample_overflow"])
+    assert "<td>100%</td>" in history_html(counted.runs)
+    assert "<td>–</td>" in history_html([playground_train(state, steps=10)])  # not counted
+
+
+def test_starting_model_from_scratch_is_the_playground_recipe(state: PlaygroundState) -> None:
+    from course_utils.losses import PLAYGROUND_MODEL
+
+    with pytest.raises(ValueError, match="train_images must be given"):
+        starting_model(from_scratch=True)
+    model = starting_model(from_scratch=True, train_images=state.train_images)
+    assert model.initialized and not model.training
+    assert model.config.shape == (3, 28, 28) and model.config.blocks == PLAYGROUND_MODEL["blocks"]
+    again = starting_model(from_scratch=True, train_images=state.train_images)
+    for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # seeded: the same fresh model
+
+
+@pytest.mark.slow
+def test_make_writes_a_coloured_glow_whose_figures_load_reproduces(
+    tmp_path, shared_data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from course_utils import pretrained
+    from course_utils.losses import PRETRAIN_RECIPE
+
+    tiny = {**PRETRAIN_RECIPE, "model": TINY}  # the make path, on a model a test can afford
+    recipes = pretrained.make_recipes()
+    monkeypatch.setattr(pretrained, "make_recipes", lambda: {**recipes, "tiny": tiny})
+    monkeypatch.setattr(pretrained, "measure_coloured_glow", lambda m: {"figures": "measured"})
+    info = pretrained.make_glow(
+        "glow-tiny", "coloured-mnist", "tiny", minutes=0.02, folder=tmp_path
+    )
+    assert info["dataset"].startswith("coloured-mnist") and info["steps"] >= 1
+    assert info["figures"] == "measured" and info["recipe_settings"]["model"]["shape"] == (
+        3,
+        28,
+        28,
+    )
+    assert info["command"] == (
+        "python -m course_utils.pretrained make glow-tiny --dataset coloured-mnist --recipe tiny "
+        "--minutes 0.02"
+    )
+    model = pretrained.load("glow-tiny", tmp_path)
+    assert model.config.shape == (3, 28, 28) and model.initialized
+    # Continuing the run resumes its checkpoint: more steps, the same run file.
+    again = pretrained.make_glow(
+        "glow-tiny", "coloured-mnist", "tiny", minutes=0.04, folder=tmp_path
+    )
+    assert again["steps"] > info["steps"]
+    with pytest.raises(ValueError, match="not for 3-channel images"):
+        pretrained.train_coloured_glow(0.01, "small", checkpoint=tmp_path / "x.pt")

@@ -1,0 +1,31 @@
+"""Lesson 09's exercise references are the course's own functions, written out."""
+
+from __future__ import annotations
+
+import torch
+
+from course_utils.exercises import lesson09
+from course_utils.losses import base_noise, channel_mean_gap, nll_term
+from course_utils.models import Glow
+
+
+def test_colour_gap_is_the_course_term() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x, x_hat = torch.rand(6, 3, 8, 8, generator=gen), torch.rand(4, 3, 4, 4, generator=gen)
+    torch.testing.assert_close(lesson09.colour_gap_reference(x, x_hat), channel_mean_gap(x, x_hat))
+
+
+def test_bits_per_dim_is_the_scaled_nll() -> None:
+    log_p = torch.randn(10, generator=torch.Generator().manual_seed(1)) * 500
+    torch.testing.assert_close(
+        lesson09.bits_per_dim_reference(log_p, 2352), nll_term(log_p, 2352, scaled=True)
+    )
+
+
+def test_noise_of_length_is_configuration_c() -> None:
+    model = Glow(shape=(3, 28, 28), levels=2, blocks=1, hidden=4)
+    ours = base_noise(model, 5, 0.7, scale_noise=False, generator=torch.Generator().manual_seed(2))
+    gen = torch.Generator().manual_seed(2)  # the same draws as base_noise, level by level
+    eps = [torch.randn((5, *q.shape), generator=gen) for q in model.flow.q0]
+    for a, b in zip(lesson09.noise_of_length_reference(eps, 0.7), ours, strict=True):
+        torch.testing.assert_close(a, b)
