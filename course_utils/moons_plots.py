@@ -101,7 +101,7 @@ def density_sample_grid(
     """
     cols = len(log_probs)
     fig, axes = plt.subplots(
-        2, cols, figsize=(3.75 * cols, 5.8), layout="constrained", squeeze=False
+        2, cols, figsize=(3.75 * cols, 5.0), layout="constrained", squeeze=False
     )
     _, _, grid = grid_2d(xlim, ylim, n)
     with torch.no_grad():
@@ -123,7 +123,8 @@ def density_sample_grid(
             ylim=ylim,
             label="samples",
         )
-        axes[1, col].set_title(f"{name}: {len(pts):,} samples".replace(",", " "), fontsize=10)
+        count = f"{len(pts):,}".replace(",", " ")  # "2 000"
+        axes[1, col].set_title(f"{name}: {count} samples", fontsize=10)
         axes[1, col].legend(loc="lower left", fontsize=8, markerscale=3, frameon=False)
     for ax in axes.flat:
         ax.set(xlabel="$x_1$", ylabel="$x_2$")

@@ -1,0 +1,66 @@
+"""The moons figures of lessons 02-03: what they draw, with coordinates and shared scales."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+
+from course_utils import models2d
+from course_utils.moons_plots import base_and_flow_densities, density_sample_grid, nll_curves
+from course_utils.train import History
+
+
+def _gaussian(mean: float):
+    def log_prob(x):
+        return torch.distributions.Normal(mean, 0.5).log_prob(x).sum(1)
+
+    return log_prob
+
+
+def test_nll_curves_pair_train_and_held_out_and_start_below_the_floor() -> None:
+    runs = {
+        "a": History(epoch_loss=[1.5, 1.2], eval=[1.4, 1.1]),
+        "b": History(epoch_loss=[1.6, 1.3], eval=[1.5, 1.2]),
+    }
+    fig = nll_curves(runs, floor=1.0)
+    ax = fig.axes[0]
+    labels = [line.get_label() for line in ax.lines]
+    assert labels[:4] == ["a: train", "a: held-out", "b: train", "b: held-out"]
+    assert (
+        ax.lines[0].get_color() == ax.lines[1].get_color() and ax.lines[1].get_linestyle() == "--"
+    )
+    assert ax.get_ylim()[0] < 1.0 < ax.get_ylim()[1]
+    plt.close(fig)
+    fig = nll_curves(runs, train=False, styles={"b": "--"})
+    assert [line.get_label() for line in fig.axes[0].lines] == ["a", "b"]
+    assert fig.axes[0].lines[1].get_linestyle() == "--"
+    plt.close(fig)
+
+
+def test_density_sample_grid_has_one_column_per_model_on_one_scale() -> None:
+    data = torch.randn(100, 2)
+    fig = density_sample_grid(
+        {"left, one": _gaussian(0.0), "right": _gaussian(1.0)},
+        {"left, one": torch.randn(30, 2), "right": torch.randn(20, 2) + 1},
+        data,
+        n=40,
+    )
+    axes = fig.axes[:4]  # then the colour bar
+    assert axes[0].get_title().startswith("left, one") and "30 samples" in axes[2].get_title()
+    assert "left, one: 30 samples" == axes[2].get_title()
+    levels = [ax.collections[-1].levels for ax in axes[:2]]
+    assert list(levels[0]) == list(levels[1])  # one colour scale
+    assert all(len(ax.get_xticklabels()) > 0 for ax in axes)
+    plt.close(fig)
+
+
+def test_base_and_flow_densities_draw_latent_above_data(rng) -> None:
+    models = {
+        "Gaussian base": models2d.realnvp_nf(2, 1, 8),
+        "mixture base": models2d.realnvp_nf(2, 1, 8, base=models2d.gaussian_mixture(2, 2)),
+    }
+    fig = base_and_flow_densities(models, n=40)
+    top, bottom = fig.axes[0], fig.axes[2]
+    assert top.get_xlabel() == "$z_1$" and bottom.get_xlabel() == "$x_1$"
+    assert "latent space" in top.get_title() and "data space" in bottom.get_title()
+    plt.close(fig)
