@@ -166,15 +166,20 @@ def _window(points: Tensor) -> tuple[tuple[float, float], tuple[float, float]]:
     return out[0], out[1]
 
 
+def _count(n: int, noun: str) -> str:
+    """``"1 coupling"``, ``"3 couplings"``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _describe_layers(model: flows.Flow, k: int) -> str:
     layers = list(model.layers)[:k]
     couplings = sum(isinstance(layer, flows.AffineCoupling) for layer in layers)
     if k == 0:
         return "the base N(0, I), before any layer"
     if k == len(model.layers):
-        return f"the whole flow: {k} layers"
+        return f"the whole flow: {_count(k, 'layer')}"
     n, mixing = len(model.layers), k - couplings
-    return f"after the first {k} of {n} layers ({couplings} couplings, {mixing} mixing)"
+    return f"after the first {k} of {n} layers ({_count(couplings, 'coupling')}, {mixing} mixing)"
 
 
 @torch.no_grad()
@@ -207,8 +212,8 @@ def moons_flow_figure(
     ax = axes[0]
     h = run.history
     epochs = np.arange(1, len(h.eval) + 1)
-    ax.plot(epochs, h.epoch_loss, color=PALETTE[0], lw=2, label="training")
-    ax.plot(epochs, h.eval, "--", color=PALETTE[1], lw=2, label="held-out")
+    ax.plot(epochs, h.epoch_loss, "o-", color=PALETTE[0], lw=2, ms=3, label="training")
+    ax.plot(epochs, h.eval, "o--", color=PALETTE[1], lw=2, ms=3, label="held-out")
     if floor is not None:
         ax.axhline(floor, color="0.4", ls=":", lw=1.5, label=f"entropy of the data ({floor:.2f})")
     top = max(h.eval[0], h.epoch_loss[-1]) + 0.1
@@ -216,9 +221,9 @@ def moons_flow_figure(
     ax.set_ylim(bottom, top)
     ax.set(xlabel="epoch", ylabel="NLL (nats, lower is better)")
     ax.set_title(
-        f"{run.label}: {run.n_couplings} couplings, hidden {run.hidden}, {run.mixing}, "
-        f"seed {run.seed}\n"
-        f"held-out NLL {h.eval[-1]:.3f} nats after {len(h.eval)} epochs",
+        f"{run.label}: {_count(run.n_couplings, 'coupling')}, hidden {run.hidden}, "
+        f"{run.mixing}, seed {run.seed}\n"
+        f"held-out NLL {h.eval[-1]:.3f} nats after {_count(len(h.eval), 'epoch')}",
         fontsize=10,
     )
     ax.grid(alpha=0.3)
@@ -324,7 +329,7 @@ class FlowsPanel(PanelGroup):
         settings = W.HBox(list(self.controls.values()), layout=W.Layout(flex_flow="row wrap"))
         buttons = W.HBox([self.train_button, self.progress, self.status])
         title = (
-            f"<b>Train a coupling flow on the moons ({epochs} epochs a click), "
+            f"<b>Train a coupling flow on the moons ({_count(epochs, 'epoch')} a click), "
             "then look at it layer by layer</b>"
         )
         super().__init__([W.HTML(title), settings, buttons, self.layers, self.output])

@@ -5,7 +5,8 @@ lessons (the committed notebooks are never touched), in fast mode. Then, as a
 learner would: open lesson 09, run all cells from the Run menu, move the
 temperature slider and the steps slider, click Train, and check that the
 panel's picture changed and that no cell shows an error; open lesson 01 and
-move its skew slider.
+move its skew slider; open lesson 02, move its layer slider, then train a
+one-coupling flow with its Train button.
 
 Screenshots go to ``COURSE_BROWSER_ARTIFACTS`` (default
 ``.cache/test/browser-artifacts``); the path is printed. Without Chromium or
@@ -29,7 +30,11 @@ from labserver import free_port, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
-LESSONS = ("01_change_of_variables.ipynb", "09_loss_playground.ipynb")
+LESSONS = (
+    "01_change_of_variables.ipynb",
+    "09_loss_playground.ipynb",
+    "02_coupling_flows_moons.ipynb",
+)
 # The notebook in front: JupyterLab keeps earlier notebooks open in hidden tabs.
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 ERROR_OUTPUT = '[data-mime-type="application/vnd.jupyter.error"]'
@@ -65,7 +70,7 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    """A JupyterLab server on a copy of lessons 01 and 09, in fast mode: ``(base_url, token)``."""
+    """JupyterLab on a copy of the lessons in LESSONS, in fast mode: ``(base_url, token)``."""
     tmp = tmp_path_factory.mktemp("browser")
     notebooks = tmp / "notebooks"
     notebooks.mkdir()
@@ -259,4 +264,50 @@ def test_lesson_01_slider_in_a_browser(server, browser, artifacts: Path) -> None
         assert "2.00" in skew.inner_text()
         panel.screenshot(path=str(artifacts / "01_panel_after_slider.png"))
         page.screenshot(path=str(artifacts / "01_after_slider.png"))
+        _assert_no_errors(page)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_lesson_02_panel_in_a_browser(server, browser, artifacts: Path) -> None:
+    base, token = server
+    with _page(browser, artifacts) as page:
+        _open_and_run_all(page, base, token, LESSONS[2], timeout_s=240)
+        panel = page.locator(
+            f"{PANEL} .widget-vbox", has=page.locator("text=Train a coupling flow")
+        ).last
+        panel.scroll_into_view_if_needed()
+        image = panel.locator(".widget-output img").first
+        first = _image_src(image)
+        assert first.startswith("data:image/png"), first[:80]
+
+        # The layer slider to 0 (Home): the base alone is drawn, nothing is trained.
+        layers = panel.locator(".widget-slider", has_text="show the first k layers")
+        layers.locator(".noUi-handle").first.focus()
+        page.keyboard.press("Home")
+        after_slider = _wait_src_change(page, image, first, 30)
+        assert layers.locator(".widget-readout").inner_text().strip() == "0"
+        status = panel.locator(".widget-html", has_text="press Train")
+        assert status.count() == 1  # still the lesson's model
+        panel.screenshot(path=str(artifacts / "02_panel_after_layer_slider.png"))
+
+        # One coupling (Home on the couplings slider), then Train: a new flow of 1 layer.
+        couplings = panel.locator(".widget-slider", has_text="couplings")
+        couplings.locator(".noUi-handle").first.focus()
+        page.keyboard.press("Home")
+        page.wait_for_function(
+            "el => el.querySelector('.widget-readout').innerText.trim() === '1'",
+            arg=couplings.element_handle(),
+            timeout=10_000,
+        )
+        panel.locator("button", has_text="Train").click()
+        panel.locator(".widget-html", has_text=re.compile(r"held-out NLL \d")).wait_for(
+            timeout=120_000
+        )
+        _wait_src_change(page, image, after_slider, 30)
+        # The layer slider now spans the new flow's single layer, and shows all of it.
+        assert layers.locator(".widget-readout").inner_text().strip() == "1"
+        panel.scroll_into_view_if_needed()
+        panel.screenshot(path=str(artifacts / "02_panel_after_train.png"))
+        page.screenshot(path=str(artifacts / "02_after_train.png"))
         _assert_no_errors(page)

@@ -107,7 +107,7 @@ def test_panel_trains_on_click_and_the_layer_slider_only_redraws(data, one_threa
     assert not any(getattr(w, "continuous_update", False) for w in p.controls.values())
     p.layers.value = 1
     assert p.draws == 2 and p.run is start  # a redraw, no training
-    assert "first 1 of 3 layers (1 couplings, 0 mixing)" in p.last_figure.axes[1].get_title()
+    assert "first 1 of 3 layers (1 coupling, 0 mixing)" in p.last_figure.axes[1].get_title()
     p.controls["n_couplings"].value = 3
     p.controls["hidden"].value = 16
     p.controls["mixing"].value = "permutation"
