@@ -1,4 +1,8 @@
-"""Inpainting (lesson 08): masks, validation, baselines, the flow methods, hole metrics."""
+"""Inpainting (lesson 08): masks, validation, the baselines, hole metrics.
+
+The flow methods are tested in ``test_inpaint_flow.py``, the comparison and the
+flow-assisted methods in ``test_inpaint_compare.py``, the panel in ``test_inpaint_panel.py``.
+"""
 
 from __future__ import annotations
 
@@ -198,167 +202,6 @@ def test_kernel_fill_weights_the_nearest_neighbours_by_distance():
         ip.kernel_fill(x, m, train, bandwidth=0.0)
 
 
-# ---------------------------------------------------------------- flow methods
-
-
-def test_pixel_ascent_changes_only_the_hole_and_raises_the_likelihood(model):
-    x, m = digits(), ip.make_masks("centre", 4, size=10)
-    res = ip.pixel_inpaint(model, x, m, steps=15, lr=0.1, init="zero")
-    assert torch.equal(res.images[~m], x[~m])  # known pixels bit for bit
-    assert not torch.equal(res.images[m], ip.zero_fill(x, m)[m])  # the hole moved
-    assert res.images.min() >= 0 and res.images.max() <= 1
-    assert res.log_prob.shape == (16, 4)
-    with torch.no_grad():
-        zero_filled = model.log_prob(ip.zero_fill(x, m))
-        final = model.log_prob(res.images)
-    # The trace starts at the zero-filled input and is the model's own log p.
-    assert torch.allclose(res.log_prob[0], zero_filled, rtol=1e-5, atol=1e-3)
-    assert torch.allclose(res.log_prob[-1], final, rtol=1e-5, atol=1e-3)
-    assert (final > zero_filled).all()
-
-
-def test_the_model_is_left_as_it_was(model):
-    flags = [p.requires_grad for p in model.parameters()]
-    model.train()
-    ip.pixel_inpaint(model, digits(), GOOD_MASK, steps=2)
-    assert model.training and [p.requires_grad for p in model.parameters()] == flags
-    assert all(p.grad is None for p in model.parameters())
-    model.eval()
-
-
-def test_pixel_ascent_from_a_given_fill(model):
-    x, m = digits(), GOOD_MASK
-    init = ip.mean_fill(x, m, torch.rand(8, 1, 28, 28))
-    res = ip.pixel_inpaint(model, x, m, steps=0, init=init)
-    assert torch.allclose(res.images, init, atol=1e-5)  # zero steps: the start itself
-    with pytest.raises(ValueError, match="init must have the images' shape"):
-        ip.pixel_inpaint(model, x, m, steps=1, init=init[:2])
-    with pytest.raises(ValueError, match="steps"):
-        ip.pixel_inpaint(model, x, m, steps=-1)
-
-
-def test_stochastic_completions_differ_and_keep_the_known_pixels(model):
-    x, m = digits(1), ip.make_masks("right", 1)
-    res = ip.stochastic_inpaint(model, x[0], m[0], n=4, steps=10, generator=torch.Generator())
-    assert res.images.shape == (4, 1, 28, 28)
-    known = ~m.expand(4, -1, -1, -1)
-    assert torch.equal(res.images[known], x.expand(4, -1, -1, -1)[known])
-    spread = res.images[:, m[0]].std(0).mean()
-    assert spread > 0.01  # several different fills, not one
-    with pytest.raises(ValueError, match="one image"):
-        ip.stochastic_inpaint(model, x.expand(2, -1, -1, -1), m.expand(2, -1, -1, -1))
-
-
-def test_stochastic_starts_come_from_the_nearest_training_images(model):
-    x, m = digits(1), ip.make_masks("right", 1)
-    pool = torch.rand(60, 1, 28, 28) * 0.5
-    pool[:16] = x + 0.02 * torch.rand(16, 1, 28, 28)  # 16 close cousins of the image
-    pool[:16, :, :, 14:] = torch.rand(16, 1, 28, 14)  # with different right halves
-    res = ip.stochastic_inpaint(model, x, m, n=4, train_images=pool.clamp(0, 1), steps=2)
-    starts = res.extra["starts"]
-    hole = m.expand(4, -1, -1, -1)
-    cousins = pool[:16].clamp(0, 1)[:, m[0]]
-    for s in starts[hole].view(4, -1):  # each start is one of the 4n = 16 nearest: a cousin here
-        assert torch.isclose(cousins, s).all(1).any()
-    assert len({tuple(s.tolist()) for s in starts[hole].view(4, -1)}) == 4
-    with pytest.raises(ValueError, match="fewer than n"):
-        ip.stochastic_inpaint(model, x, m, n=4, train_images=pool[:3])
-
-
-def test_latent_optimisation_keeps_the_known_pixels_and_stays_finite(model):
-    x, m = digits(), ip.make_masks("bottom", 4)
-    res = ip.latent_inpaint(model, x, m, steps=5, trace_every=1)
-    assert torch.equal(res.images[~m], x[~m])
-    assert torch.isfinite(res.images).all() and torch.isfinite(res.log_prob).all()
-    assert res.log_prob.shape == (6, 4)
-    with torch.no_grad():
-        assert torch.allclose(res.log_prob[-1], model.log_prob(res.images), rtol=1e-5, atol=1e-3)
-    assert ip.latent_inpaint(model, x, m, steps=2).log_prob.shape == (1, 4)
-    with pytest.raises(ValueError, match="sigma"):
-        ip.latent_inpaint(model, x, m, sigma=0.0)
-
-
-def test_flow_kernel_weighs_each_neighbour_by_the_flows_likelihood_ratio(model):
-    x, m = digits(), ip.make_masks("right", 4)
-    train = (digits(1) + 0.1 * torch.rand(30, 1, 28, 28)).clamp(0, 1)  # cousins of the digits
-    train[..., 14:] = torch.rand(30, 1, 28, 14)  # with different right halves
-    res = ip.flow_kernel_inpaint(model, x, m, train, k=6, bandwidth=1.5, temperature=0.5)
-    assert torch.equal(res.images[~m], x[~m])  # known pixels bit for bit
-    idx, w = res.extra["index"], res.extra["weights"]
-    assert idx.shape == w.shape == (4, 6) and torch.allclose(w.sum(1), torch.ones(4))
-    d = ip._known_distances(x, m, train)
-    assert torch.equal(idx, d.topk(6, largest=False).indices)
-    assert torch.allclose(res.extra["distance"], d.gather(1, idx).clamp_min(0))
-    with torch.no_grad():  # the score by hand: log p with our known pixels − log p of the neighbour
-        for i in range(4):
-            cand = torch.where(m[i], train[idx[i]], x[i])
-            assert torch.allclose(
-                res.extra["log_p_candidates"][i], model.log_prob(cand), rtol=1e-4, atol=1e-2
-            )
-            score = model.log_prob(cand) - model.log_prob(train[idx[i]])
-            assert torch.allclose(res.extra["score"][i], score, rtol=1e-4, atol=1e-2)
-            dist = d[i, idx[i]]
-            logits = -dist / (1.5 * dist[0]) + score / (0.5 * m[i].sum())
-            assert torch.allclose(w[i], torch.softmax(logits, 0), atol=1e-4)
-            want = (w[i][:, None, None, None] * cand).sum(0)
-            assert torch.allclose(res.images[i][m[i]], want[m[i]], atol=1e-5)
-        assert torch.allclose(res.log_prob[0], model.log_prob(res.images), rtol=1e-5, atol=1e-3)
-    # The flow's vote moves the weights; at a huge temperature it is the kernel alone.
-    assert (w - res.extra["kernel_weights"]).abs().max() > 1e-3
-    hot = ip.flow_kernel_inpaint(model, x, m, train, k=6, bandwidth=1.5, temperature=1e12)
-    assert torch.allclose(hot.images, ip.kernel_fill(x, m, train, k=6, bandwidth=1.5), atol=1e-5)
-    with pytest.raises(ValueError, match="temperature"):
-        ip.flow_kernel_inpaint(model, x, m, train, temperature=0.0)
-    with pytest.raises(ValueError, match="needs the mask"):
-        ip.neighbour_weights(res.extra["distance"], score=res.extra["score"])
-    with pytest.raises(ValueError, match=r"\(batch, k\)"):
-        ip.blend_neighbours(x, m, train, idx, w[:, :3])
-    with pytest.raises(ValueError, match="nothing is masked"):
-        ip.flow_kernel_inpaint(model, x, torch.zeros_like(m), train)
-
-
-class _Blind(torch.nn.Module):
-    """A flow that cannot score images whose top-right pixel is bright (log p = NaN there)."""
-
-    def __init__(self, flow):
-        super().__init__()
-        self.flow = flow
-
-    def log_prob(self, x):
-        lp = self.flow.log_prob(x)
-        return torch.where(x[:, 0, 0, -1] > 0.95, torch.full_like(lp, math.nan), lp)
-
-
-def test_flow_kernel_ignores_neighbours_the_flow_cannot_score(model):
-    x, m = digits(2), ip.make_masks("right", 2)
-    train = torch.rand(20, 1, 28, 28) * 0.5
-    train[3, 0, 0, -1] = 1.0  # the flow gives NaN for any completion that copies this hole
-    res = ip.flow_kernel_inpaint(_Blind(model), x, m, train, k=20)
-    assert torch.isfinite(res.images).all()
-    picked = res.extra["index"] == 3
-    assert picked.sum() == 2 and (res.extra["weights"][picked] == 0).all()
-    # If no neighbour can be scored, the kernel alone decides.
-    train[:, 0, 0, -1] = 1.0
-    res = ip.flow_kernel_inpaint(_Blind(model), x, m, train, k=5)
-    assert torch.allclose(res.images, ip.kernel_fill(x, m, train, k=5), atol=1e-6)
-
-
-def test_compare_runs_every_method_and_tabulates_them(model):
-    x = digits(4)
-    masks = {"centre": ip.make_masks("centre", 4, size=8), "top": ip.make_masks("top", 4)}
-    rows = ip.compare(model, x, masks, torch.rand(20, 1, 28, 28), steps=2, batch_size=2)
-    assert {(r["mask"], r["method"]) for r in rows} == {(k, m) for k in masks for m in ip.METHODS}
-    for r in rows:
-        assert r["flow"] == ip.METHODS[r["method"]] and len(r["psnr_per_image"]) == 4
-        assert math.isfinite(r["psnr"]) and r["seconds_per_batch"] >= 0
-    table = ip.psnr_table(rows).splitlines()
-    assert table[0].split()[1 : 1 + len(ip.METHODS)] == list(ip.METHODS) and len(table) == 3
-    with pytest.raises(ValueError, match="unknown method"):
-        ip.fill("magic", model, x, masks["top"], x)
-    with pytest.raises(ValueError, match="needs a model"):
-        ip.fill("kernel+flow", None, x, masks["top"], x)
-
-
 # --------------------------------------------------------------------- metrics
 
 
@@ -377,38 +220,9 @@ def test_masked_mse_and_psnr_by_hand():
         masked_mse(pred, target, torch.zeros_like(mask))
 
 
-# ----------------------------------------------------------------------- panel
-
-
-def test_inpaint_panel_redraws_on_the_button_only(model):
-    from course_utils.widgets import inpaint_figure, inpaint_panel
-
-    images, train = digits(4), torch.rand(20, 1, 28, 28)
-    fig = inpaint_figure(model, images, train, index=1, kind="noise", size=14, steps=2)
-    titles = [ax.get_title() for ax in fig.axes]
-    assert titles[0] == "masked" and titles[5] == "original"
-    assert all("dB" in t for t in titles[1:5])
-    p = inpaint_panel(model, images, train)
-    assert p.runs == 1 and p.button is not None
-    first = p.last_figure
-    p.controls["kind"].value = "top"
-    p.controls["steps"].value = 0
-    assert p.runs == 1  # moving a control does not recompute
-    p.button.click()
-    assert p.runs == 2 and p.last_figure is not first
-    assert p.last_figure.axes[6].lines[0].get_xdata().tolist() == [0]  # 0 steps: one point
-
-
 def test_counts_of_masks_must_be_whole_numbers() -> None:
     for bad in (2.5, "3", True, 0):
         with pytest.raises(ValueError, match="n must be an integer >= 1"):
             ip.make_masks("noise", bad)
     with pytest.raises(ValueError, match="count must be an integer"):
         ip.make_masks("squares", 2, count=1.5)
-
-
-def test_stochastic_inpaint_needs_a_whole_number_of_completions(model) -> None:
-    x = digits(1)
-    m = ip.make_masks("centre", 1)
-    with pytest.raises(ValueError, match="n must be an integer >= 1"):
-        ip.stochastic_inpaint(model, x[0], m[0], n=2.5)

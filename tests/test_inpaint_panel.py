@@ -1,0 +1,73 @@
+"""Lesson 08's panel: its plain function and its widgets, headless."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from course_utils.inpaint_panel import inpaint_figure, inpaint_panel, panel_mask
+from course_utils.models import Glow
+
+pytestmark = pytest.mark.usefixtures("rng")
+
+
+@pytest.fixture(scope="module")
+def model() -> Glow:
+    torch.manual_seed(0)
+    m = Glow(levels=2, blocks=1, hidden=8, net="gated", net_layers=1, logit_alpha=1e-5)
+    m.initialize(torch.rand(16, 1, 28, 28))
+    return m.eval()
+
+
+def digits(n: int = 4) -> torch.Tensor:
+    x = torch.full((n, 1, 28, 28), 0.5 / 256)
+    for i in range(n):
+        x[i, 0, 6:22, 10 + i : 14 + i] = 250.5 / 256
+    return x
+
+
+FAST = {"chains": 2, "ascent_steps": 3, "latent_steps": 2}
+
+
+def test_the_figure_shows_every_method_with_its_hole_psnr(model) -> None:
+    images, train = digits(), torch.rand(20, 1, 28, 28)
+    fig = inpaint_figure(model, images, train, index=1, kind="noise", size=14, steps=4, **FAST)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "masked" and titles[5] == "original"
+    assert titles[1].startswith("neighbour average") and "posterior mean" in titles[4]
+    assert all("dB" in t for t in titles[1:5] + titles[6:8])  # every fill and both samples
+    trace = fig.axes[-1]
+    assert len(trace.lines) == 1 + 2 + 1  # the ascent, two chains, the original's level
+    assert len(trace.lines[1].get_xdata()) == 5  # a chain: its start and 4 steps
+    without = inpaint_figure(model, images, None, index=0, steps=2, **FAST)
+    assert "neighbour" not in " ".join(ax.get_title() for ax in without.axes)
+    with pytest.raises(ValueError, match="index must be below 4"):
+        inpaint_figure(model, images, train, index=4)
+    plt.close("all")
+
+
+def test_the_same_settings_give_the_same_mask() -> None:
+    a, b = panel_mask("squares", 8, 3, (1, 28, 28)), panel_mask("squares", 8, 3, (1, 28, 28))
+    assert torch.equal(a, b) and a.shape == (1, 1, 28, 28)
+    assert not torch.equal(a, panel_mask("squares", 8, 4, (1, 28, 28)))
+    noise = panel_mask("noise", 14, 0, (1, 28, 28))
+    assert abs(noise.float().mean().item() - 0.5) < 0.1  # size 14: half the pixels missing
+
+
+def test_the_panel_recomputes_on_the_button_only(model) -> None:
+    p = inpaint_panel(model, digits(), torch.rand(20, 1, 28, 28), steps=4, **FAST)
+    assert p.runs == 1 and p.button is not None
+    assert all(not w.continuous_update for n, w in p.controls.items() if n != "kind")
+    first = p.last_figure
+    p.controls["kind"].value = "top"
+    p.controls["steps"].value = 2
+    assert p.runs == 1  # moving a control does not recompute
+    p.button.click()
+    assert p.runs == 2 and p.last_figure is not first
+    assert "'top'" in p.last_figure.texts[0].get_text()  # the suptitle names the new mask
+    assert len(p.last_figure.axes[-1].lines[1].get_xdata()) == 3  # 2 steps now
+    from course_utils.widgets import NOT_RUNNING_HINT
+
+    assert repr(p) == NOT_RUNNING_HINT
+    plt.close("all")
