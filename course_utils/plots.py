@@ -536,3 +536,47 @@ def density_row(
     if colorbar:
         fig.colorbar(axes[0].collections[-1], ax=axes, shrink=0.8, label="density", format="%.2f")
     return fig
+
+
+# ------------------------------------------------ added for lesson 08: grouped PSNR bars
+
+
+def grouped_bars(
+    rows: Sequence[Mapping],
+    hatches: Mapping[str, str],
+    ylabel: str = "hole PSNR (dB), higher is better",
+    title: str | None = None,
+) -> Figure:
+    """Bars of ``psnr`` per category (x, ``rows[i]["mask"]``) and method (``"method"``).
+
+    Each row also has ``"psnr_sem"`` (drawn as an error bar) and ``"group"``, whose
+    hatching ``hatches`` gives (e.g. none for baselines, ``"//"`` for flow methods);
+    the legend names the groups.
+    """
+    kinds = list(dict.fromkeys(r["mask"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    width = 0.8 / len(methods)
+    colours = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + 0.55 * len(kinds) * len(methods)), 3.9))
+    for j, method in enumerate(methods):
+        vals = [next(r for r in rows if r["mask"] == k and r["method"] == method) for k in kinds]
+        group = vals[0]["group"]
+        ax.bar(
+            [i + (j - (len(methods) - 1) / 2) * width for i in range(len(kinds))],
+            [v["psnr"] for v in vals],
+            width,
+            yerr=[v["psnr_sem"] for v in vals],
+            label=f"{method} ({group})",
+            color=colours(j % 10),
+            hatch=hatches.get(group),
+            edgecolor="white",
+            error_kw={"lw": 0.8},
+        )
+    ax.set_xticks(range(len(kinds)), kinds)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(ncol=4, fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.1))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
