@@ -67,17 +67,20 @@ def threshold_figure(
     names = list(scores)
     fig = score_histograms(scores, xlabel=xlabel, xlim=xlim, ymax=ymax, bins=70)
     ax = fig.axes[0]
-    ax.axvline(threshold, color="0.15", lw=2, ls="--")
-    ax.axvspan(threshold, ax.get_xlim()[1], color="0.5", alpha=0.08)
-    ax.annotate(
-        "flagged →",
-        (threshold, 0.97),
-        xycoords=("data", "axes fraction"),
-        xytext=(4, 0),
-        textcoords="offset points",
-        va="top",
-        fontsize=9,
-    )
+    lo, hi = ax.get_xlim()
+    if lo <= threshold <= hi:  # a threshold off the axis flags all or nothing: no line to draw
+        ax.axvline(threshold, color="0.15", lw=2, ls="--")
+        ax.axvspan(threshold, hi, color="0.5", alpha=0.08)
+        ax.annotate(
+            "flagged →",
+            (threshold, 0.97),
+            xycoords=("data", "axes fraction"),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="top",
+            fontsize=9,
+        )
+    ax.set_xlim(lo, hi)
     tpr = ", ".join(f"{n} {rates[n]:.0%}" for n in names[1:])
     ax.set_title(
         f"threshold {threshold:.2f}: false positives {rates[names[0]]:.1%} of {names[0]}\n"
@@ -181,8 +184,10 @@ def anomaly_panel(
         threshold.value = median(change["new"])
         threshold.min, threshold.max, threshold.step = a, b, (b - a) / 200
 
-    threshold_panel = Panel(draw, {"score": menu, "threshold": threshold}, title="Threshold")
+    # registered before the panel's own observers, so the slider has moved to the new
+    # score's range when the panel redraws
     menu.observe(retarget, names="value")
+    threshold_panel = Panel(draw, {"score": menu, "threshold": threshold}, title="Threshold")
     n = min(len(_scores("in_bpd", in_bpd)), *(len(_scores(k, v)) for k, v in out_bpd.items()))
     groups = Panel(
         lambda group_size: typicality_groups_figure(in_bpd, out_bpd, reference, group_size),

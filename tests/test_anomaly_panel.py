@@ -77,12 +77,19 @@ def test_panel_redraws_on_each_control(sets) -> None:
     assert threshold_panel.runs == runs + 1
     assert "threshold 5.00" in threshold_panel.last_figure.axes[0].get_title()
     # another score: the slider moves to that score's range, at its in-distribution median
+    calls: list[dict] = []
+    draw = threshold_panel.fn
+    threshold_panel.fn = lambda **values: (calls.append(values), draw(**values))[1]
     threshold_panel.controls["score"].value = "shifted"
+    # every redraw on the way used the new score's range: none drew the old threshold
+    assert calls and all(c["score"] == "shifted" and c["threshold"] > 9 for c in calls), calls
     slider = threshold_panel.controls["threshold"]
     assert slider.min > 9 and slider.value == pytest.approx(
         float(np.median(scores["shifted"]["in"].numpy())), abs=slider.step
     )
     assert "false positives 50" in threshold_panel.last_figure.axes[0].get_title()
+    off = threshold_figure(sets, 100.0, xlim=(0.0, 8.0))
+    assert off.axes[0].get_xlim() == (0.0, 8.0) and not off.axes[0].texts
     runs = groups.runs
     groups.controls["group_size"].value = 20
     assert groups.runs == runs + 1

@@ -6,7 +6,8 @@ learner would: open lesson 09, run all cells from the Run menu, move the
 temperature slider and the steps slider, click Train, and check that the
 panel's picture changed and that no cell shows an error; open lesson 01 and
 move its skew slider; open lesson 02, move its layer slider, then train a
-one-coupling flow with its Train button.
+one-coupling flow with its Train button; open lesson 10, move the detector's
+threshold, pick another score, and change typicality's group size.
 
 Screenshots go to ``COURSE_BROWSER_ARTIFACTS`` (default
 ``.cache/test/browser-artifacts``); the path is printed. Without Chromium or
@@ -34,6 +35,7 @@ LESSONS = (
     "01_change_of_variables.ipynb",
     "09_loss_playground.ipynb",
     "02_coupling_flows_moons.ipynb",
+    "10_anomaly_detection.ipynb",
 )
 # The notebook in front: JupyterLab keeps earlier notebooks open in hidden tabs.
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
@@ -310,4 +312,45 @@ def test_lesson_02_panel_in_a_browser(server, browser, artifacts: Path) -> None:
         panel.scroll_into_view_if_needed()
         panel.screenshot(path=str(artifacts / "02_panel_after_train.png"))
         page.screenshot(path=str(artifacts / "02_after_train.png"))
+        _assert_no_errors(page)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_lesson_10_panels_in_a_browser(server, browser, artifacts: Path) -> None:
+    base, token = server
+    with _page(browser, artifacts) as page:
+        _open_and_run_all(page, base, token, LESSONS[3], timeout_s=300)
+        panel = page.locator(f"{PANEL} .widget-vbox", has=page.locator("text=Threshold")).last
+        panel.scroll_into_view_if_needed()
+        image = panel.locator(".widget-output img").first
+        first = _image_src(image)
+        assert first.startswith("data:image/png"), first[:80]
+
+        # The highest threshold (End): fewer images flagged, the histograms redrawn.
+        threshold = panel.locator(".widget-slider", has_text="threshold")
+        before = threshold.locator(".widget-readout").inner_text().strip()
+        threshold.locator(".noUi-handle").first.focus()
+        page.keyboard.press("End")
+        after_threshold = _wait_src_change(page, image, first, 30)
+        assert threshold.locator(".widget-readout").inner_text().strip() != before
+        panel.screenshot(path=str(artifacts / "10_threshold_after_slider.png"))
+
+        # Another score from the menu: a new figure, the slider moved to that score's range.
+        panel.locator("select").select_option(label="S = bpd - zlib (Serrà)")
+        _wait_src_change(page, image, after_threshold, 30)
+        panel.screenshot(path=str(artifacts / "10_threshold_other_score.png"))
+
+        groups = page.locator(
+            f"{PANEL} .widget-vbox", has=page.locator("text=Typicality with groups")
+        ).last
+        groups.scroll_into_view_if_needed()
+        group_image = groups.locator(".widget-output img").first
+        group_first = _image_src(group_image)
+        size = groups.locator(".widget-slider", has_text="images per decision")
+        size.locator(".noUi-handle").first.focus()
+        page.keyboard.press("End")
+        _wait_src_change(page, group_image, group_first, 30)
+        assert size.locator(".widget-readout").inner_text().strip() != "1"
+        groups.screenshot(path=str(artifacts / "10_typicality_after_slider.png"))
         _assert_no_errors(page)
