@@ -149,18 +149,25 @@ def _open_and_run_all(page, base: str, token: str, name: str, timeout_s: float) 
         "?.getAttribute('data-status') === 'idle'",
         timeout=60_000,
     )
-    page.locator(f"{PANEL} .jp-Notebook").click()  # focus the notebook, not the file browser
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
     # Running starts asynchronously: wait for a busy prompt (or a filled last one), then
-    # for every code cell to carry an execution count.
+    # for every code cell to carry an execution count. On a busy machine the menu's click can
+    # be lost while the page settles: then the menu is used once more.
     prompts = f"[...document.querySelectorAll('{PANEL} .jp-CodeCell .jp-InputPrompt')]"
-    page.wait_for_function(
-        f"() => {{ const p = {prompts};"
-        " return p.some(e => e.textContent.includes('*'))"
-        " || (p.length && /\\[\\d+\\]/.test(p[p.length - 1].textContent)); }",
-        timeout=30_000,
-    )
+    for attempt in range(2):
+        page.locator(f"{PANEL} .jp-Notebook").click()  # focus the notebook, not the file browser
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        try:
+            page.wait_for_function(
+                f"() => {{ const p = {prompts};"
+                " return p.some(e => e.textContent.includes('*'))"
+                " || (p.length && /\\[\\d+\\]/.test(p[p.length - 1].textContent)); }",
+                timeout=30_000,
+            )
+            break
+        except Exception:
+            if attempt == 1:
+                raise
     page.wait_for_function(
         f"() => {{ const p = {prompts};"
         " return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.textContent)); }",
