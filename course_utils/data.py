@@ -538,12 +538,9 @@ def _check_identity(path: Path, payload: bytes, wanted: FileIdentity) -> None:
     )
 
 
-#: Image datasets for the Glow lessons. ``"mnist-9k"`` is the official MNIST
-#: *test* split (10,000 digits) divided into its first 9,000 for training and
-#: its last 1,000 for evaluation: the only MNIST available where the training
-#: file cannot be downloaded. Numbers measured on it are not comparable with
-#: published MNIST results (which train on the 60,000-digit training split).
-IMAGE_DATASETS = ("mnist", "fashion-mnist", "mnist-9k")
+#: Image datasets for the Glow lessons: each is its official 60,000-image training split
+#: and 10,000-image test split.
+IMAGE_DATASETS = ("mnist", "fashion-mnist")
 
 
 def image_splits(
@@ -552,7 +549,7 @@ def image_splits(
     """Train and held-out images of an :data:`IMAGE_DATASETS` entry, with a channel axis.
 
     Args:
-        name: ``"mnist"``, ``"fashion-mnist"`` or ``"mnist-9k"``.
+        name: ``"mnist"`` or ``"fashion-mnist"``.
         root: local data folder (default ``COURSE_DATA_DIR``).
 
     Returns:
@@ -560,9 +557,6 @@ def image_splits(
     """
     if name not in IMAGE_DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {IMAGE_DATASETS}")
-    if name == "mnist-9k":
-        images, _ = load_mnist("mnist", "test", root)
-        return images[:9000, None].clone(), images[9000:, None].clone()
     train, _ = load_mnist(name, "train", root)
     test, _ = load_mnist(name, "test", root)
     return train[:, None], test[:, None]
@@ -629,7 +623,7 @@ def colourize(
 
 
 def coloured_splits(
-    name: str = "mnist-9k", seed: int = 0, root: str | os.PathLike | None = None
+    name: str = "mnist", seed: int = 0, root: str | os.PathLike | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Train and held-out coloured digits: :func:`image_splits` through :func:`colourize`.
 
@@ -637,7 +631,7 @@ def coloured_splits(
     so the held-out digits' colours are new draws from the same palettes.
 
     Args:
-        name: an :data:`IMAGE_DATASETS` entry (``"mnist"``, ``"mnist-9k"``, ...).
+        name: an :data:`IMAGE_DATASETS` entry (``"mnist"`` for the lessons).
         seed: seeds the colours.
         root: local data folder (default ``COURSE_DATA_DIR``).
 
