@@ -321,7 +321,7 @@ def posterior_inpaint(
     temperature: float = 1.0,
     init: str | Tensor = "latent",
     latent_steps: int = 60,
-    spread: float = 0.5,
+    spread: float = 0.25,
     generator: torch.Generator | None = None,
 ) -> InpaintResult:
     """Sample ``p(x_hole | x_known)`` with MALA; the estimate is the posterior mean.
