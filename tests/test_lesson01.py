@@ -16,7 +16,8 @@ from course_utils.bijections import (
     TanhBump,
     pushforward_log_prob,
 )
-from course_utils.widgets import Panel, slider, warp_figure, warp_panel
+from course_utils.warp_panel import warp_figure, warp_panel
+from course_utils.widgets import Panel, slider
 
 
 @pytest.mark.parametrize(
