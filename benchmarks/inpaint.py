@@ -235,7 +235,7 @@ def write(result: dict, out: Path, final: bool = False) -> None:
 
 
 def tune(model, train, args, model_info) -> None:
-    """The grid search behind ``ip.NEIGHBOURS``, ``ip.BANDWIDTH`` and ``ip.FLOW_TEMPERATURE``."""
+    """The grid search behind the neighbour settings of ``course_utils.inpaint``."""
     from course_utils.metrics import masked_psnr
 
     n = args.tune_images
@@ -295,7 +295,7 @@ def tune(model, train, args, model_info) -> None:
     lines.append(
         f"chosen: kernel k={kernel[0]} width={kernel[1]}; kernel+flow k={chosen[0]} "
         f"width={chosen[1]} τ={chosen[2]} (in course_utils.inpaint: k={ip.NEIGHBOURS} "
-        f"width={ip.BANDWIDTH} τ={ip.FLOW_TEMPERATURE})"
+        f"width={ip.BANDWIDTH}, kernel+flow width={ip.FLOW_BANDWIDTH} τ={ip.FLOW_TEMPERATURE})"
     )
     lines.append("command: python " + " ".join(sys.argv))
     table = "\n".join(lines)

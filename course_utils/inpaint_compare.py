@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from course_utils.inpaint import (
-    BANDWIDTH,
+    FLOW_BANDWIDTH,
     FLOW_TEMPERATURE,
     NEIGHBOURS,
     InpaintResult,
@@ -64,7 +64,7 @@ def flow_kernel_inpaint(
     mask: Tensor,
     train_images: Tensor,
     k: int = NEIGHBOURS,
-    bandwidth: float = BANDWIDTH,
+    bandwidth: float = FLOW_BANDWIDTH,
     temperature: float = FLOW_TEMPERATURE,
     batch_size: int = 512,
 ) -> InpaintResult:
@@ -82,7 +82,8 @@ def flow_kernel_inpaint(
     weights are ``softmax(−d_i / (bandwidth · d₁) + s_i / (temperature · n))``
     (:func:`course_utils.inpaint.neighbour_weights`) with ``n`` the number of
     missing values, and the fill is the weighted average of the ``c_i``. With
-    ``temperature → ∞`` it is the neighbour average.
+    ``temperature → ∞`` it is :func:`course_utils.inpaint.kernel_fill` with the same
+    ``bandwidth``.
 
     Args:
         model: a flow with ``log_prob(x) -> (batch,)`` on ``[0, 1]`` images.
