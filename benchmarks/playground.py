@@ -16,9 +16,15 @@ before the browser can show it. Each click continues the previous one, as in
 class. The load average before and after is recorded: other processes on the
 machine slow every timing.
 
+``--architectures SECONDS`` instead trains each candidate for lesson 09's
+Glow for that long (NLL alone, one thread, held-out training digits) and adds
+the curves to the JSON: how :data:`course_utils.losses.PLAYGROUND_MODEL` was chosen.
+
 Usage::
 
     .venv/bin/python benchmarks/playground.py --out benchmarks/results/playground.json
+    .venv/bin/python benchmarks/playground.py --out benchmarks/results/playground.json \\
+        --architectures 240
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import torch  # noqa: E402
 
 from course_utils import seed_everything  # noqa: E402
 from course_utils.data import coloured_splits  # noqa: E402
+from course_utils.models import Glow  # noqa: E402
 from course_utils.playground import (  # noqa: E402
     PlaygroundState,
     playground_panel,
@@ -142,14 +149,99 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+#: The candidates for lesson 09's Glow: the course recipe on 3 channels, and two
+#: narrower variants (``mid`` became :data:`course_utils.losses.PLAYGROUND_MODEL`).
+def candidates() -> dict[str, dict]:
+    from course_utils.losses import PLAYGROUND_MODEL
+    from course_utils.models import COURSE_RECIPE
+
+    course = {**COURSE_RECIPE["model"], "shape": (3, 28, 28)}
+    return {
+        "course recipe, 3 channels": course,
+        "mid (PLAYGROUND_MODEL)": PLAYGROUND_MODEL,
+        "mid, one gated layer, blocks (2, 3)": {
+            **PLAYGROUND_MODEL,
+            "blocks": (2, 3),
+            "net_layers": 1,
+        },
+    }
+
+
+def compare_architectures(seconds: float) -> list[dict]:
+    """Train each candidate for ``seconds`` on coloured MNIST (NLL alone, 1 thread).
+
+    The last 2,000 training digits are held out (the first 500 of them give
+    the curve, every 100 steps), so the choice never looks at the test split.
+    Each candidate runs after the other, under the same conditions.
+    """
+    from course_utils.models import COURSE_RECIPE, dequantize, make_optimizer
+    from course_utils.train import train
+
+    torch.set_num_threads(1)
+    train_all, _ = coloured_splits("mnist", seed=0)
+    digits, held_out = train_all[:-2000], train_all[-2000:][:500]
+    rows = []
+    for name, spec in candidates().items():
+        seed_everything(0)
+        model = Glow(**spec)
+        model.initialize(dequantize(digits[:512], torch.Generator().manual_seed(0)))
+        optimizer, scheduler = make_optimizer(model, COURSE_RECIPE)
+        history = train(
+            model,
+            lambda m, k: -m.dequantized_log_prob(k).mean(),
+            digits,
+            epochs=10**9,
+            batch_size=16,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            device="cpu",
+            max_grad_norm=100.0,
+            max_seconds=seconds,
+            eval_fn=lambda m: m.bits_per_dim(held_out, seed=1),
+            progress=False,
+            steps_per_epoch=100,
+        )
+        rows.append(
+            {
+                "model": name,
+                "parameters": sum(q.numel() for q in model.parameters()),
+                "steps": history.steps,
+                "held_out_bpd": [round(v, 3) for v in history.eval],
+                "at_seconds": [round(t) for t in history.seconds],
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     parser.add_argument("--clicks", type=int, default=3, help="Train clicks to time")
     parser.add_argument("--note", default="", help="what else ran on the machine")
+    parser.add_argument(
+        "--architectures",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="instead, train each candidate model this long and add the curves to --out",
+    )
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]
+    if args.architectures:
+        old = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        old["architectures"] = {
+            "seconds": args.architectures,
+            "rows": compare_architectures(args.architectures),
+            "load_before": load_before,
+            "load_after": os.getloadavg()[0],
+            "note": args.note,
+        }
+        args.out.write_text(json.dumps(old, indent=2) + "\n")
+        return 0
     result = measure(train_clicks=args.clicks)
+    if args.out.is_file() and "architectures" in json.loads(args.out.read_text()):
+        result["architectures"] = json.loads(args.out.read_text())["architectures"]
     result["environment"] = {
         "load_before": load_before,
         "load_after": os.getloadavg()[0],

@@ -216,7 +216,9 @@ def train_coloured_glow(
     model's own dequantization, a resumable checkpoint, a held-out curve on the
     first ``eval_images`` coloured test digits), on
     :func:`course_utils.data.coloured_splits` of ``"mnist"``; one line per
-    evaluation is printed.
+    evaluation is printed. A recipe's ``lr_drop = (step, factor)`` multiplies
+    the learning rate by ``factor`` from that step on (a resumed run picks up
+    a drop added since: the schedule is recomputed from the step count).
 
     Returns:
         ``(model, history)``.
@@ -238,6 +240,13 @@ def train_coloured_glow(
     dev = resolve_device(device)
     model.to(dev)
     optimizer, scheduler = make_optimizer(model, spec)
+    if "lr_drop" in spec:  # (step, factor): the learning rate times factor from that step on
+        drop_step, factor = spec["lr_drop"]
+        warm = max(1, spec["warmup_steps"])
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: min(1.0, (step + 1) / warm) * (factor if step >= drop_step else 1.0),
+        )
     if checkpoint is None or not Path(checkpoint).is_file():
         pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))
         init = train_images[pick[:512]]

@@ -186,7 +186,8 @@ def test_make_writes_a_coloured_glow_whose_figures_load_reproduces(
     from course_utils import pretrained
     from course_utils.losses import PRETRAIN_RECIPE
 
-    tiny = {**PRETRAIN_RECIPE, "model": TINY}  # the make path, on a model a test can afford
+    # The make path, on a model a test can afford; the learning rate drops 10-fold at step 2.
+    tiny = {**PRETRAIN_RECIPE, "model": TINY, "warmup_steps": 0, "lr_drop": (2, 0.1)}
     recipes = pretrained.make_recipes()
     monkeypatch.setattr(pretrained, "make_recipes", lambda: {**recipes, "tiny": tiny})
     monkeypatch.setattr(pretrained, "measure_coloured_glow", lambda m: {"figures": "measured"})
@@ -209,6 +210,35 @@ def test_make_writes_a_coloured_glow_whose_figures_load_reproduces(
     again = pretrained.make_glow(
         "glow-tiny", "coloured-mnist", "tiny", minutes=0.04, folder=tmp_path
     )
-    assert again["steps"] > info["steps"]
+    assert again["steps"] > info["steps"] >= 1
+    run = torch.load(tmp_path / "glow-tiny.run.pt", weights_only=False)
+    assert run["optimizer"]["param_groups"][0]["lr"] == pytest.approx(tiny["lr"] * 0.1)
     with pytest.raises(ValueError, match="not for 3-channel images"):
         pretrained.train_coloured_glow(0.01, "small", checkpoint=tmp_path / "x.pt")
+
+
+def test_the_shipped_starting_model_is_the_playground_recipe() -> None:
+    from course_utils.losses import PLAYGROUND_MODEL
+    from course_utils.pretrained import manifest
+
+    model = starting_model()
+    assert model.initialized and not model.training
+    for key, value in PLAYGROUND_MODEL.items():
+        assert getattr(model.config, key) == value, key
+    info = manifest("glow-coloured-mnist")
+    assert info["dataset"].startswith("coloured-mnist") and info["recipe"] == "playground"
+    assert info["command"].startswith("python -m course_utils.pretrained make glow-coloured-mnist")
+
+
+@pytest.mark.slow
+def test_the_shipped_model_reproduces_its_manifest(shared_data) -> None:
+    from course_utils.pretrained import manifest, measure_coloured_glow
+
+    info = manifest("glow-coloured-mnist")
+    again = measure_coloured_glow(starting_model())
+    assert again["test_images"] == 10_000
+    assert again["test_bits_per_dim"] == pytest.approx(info["test_bits_per_dim"], abs=2e-4)
+    # Sampling is seeded; a classifier's verdict near its threshold may flip with the
+    # number of threads, so a share may move by a few samples in 1,000.
+    assert again["recognisable_share"] == pytest.approx(info["recognisable_share"], abs=0.01)
+    assert again["recognisable_T0.7"]["digits_drawn"] == info["recognisable_T0.7"]["digits_drawn"]
