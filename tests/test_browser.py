@@ -215,7 +215,7 @@ def _wait_src_change(page, locator, before: str, timeout_s: float) -> str:
 def test_lesson_09_playground_in_a_browser(server, browser, artifacts: Path) -> None:
     base, token = server
     with _page(browser, artifacts) as page:
-        _open_and_run_all(page, base, token, LESSONS[1], timeout_s=150)
+        _open_and_run_all(page, base, token, LESSONS[1], timeout_s=300)
         page.screenshot(path=str(artifacts / "09_after_run_all.png"))
         playground = page.locator(
             f"{PANEL} .widget-vbox", has=page.locator("text=Loss playground")
