@@ -115,7 +115,8 @@ def worker(dataset: str, name: str, budgets: list[float], test_n: int, tmp: Path
     """Train one model through the budgets and write its measurements."""
     torch.set_num_threads(1)
     from course_utils.data import image_splits
-    from course_utils.train import train, train_glow
+    from course_utils.glow_train import train_glow
+    from course_utils.train import train
 
     train_images, test_images = image_splits(dataset)
     test = test_images[:test_n]
@@ -152,7 +153,7 @@ def worker(dataset: str, name: str, budgets: list[float], test_n: int, tmp: Path
             )
             return model, history
     else:
-        from course_utils.models import RECIPES
+        from course_utils.glow_train import RECIPES
 
         batch = RECIPES[name]["batch_size"]
 

@@ -1,6 +1,6 @@
 """Which choices make lesson 07's Glow learn fast on a CPU? One change at a time, in pairs.
 
-Each variant differs from ``course_utils.models.COURSE_RECIPE`` in one setting.
+Each variant differs from ``course_utils.glow_train.COURSE_RECIPE`` in one setting.
 It trains beside the unchanged recipe, at the same time, one thread each (one
 per core), for the same wall-clock budget, so the two rows of a pair share the
 machine's speed at that moment; compare a variant only with its own pair's
@@ -40,7 +40,7 @@ EVAL_IMAGES = 1000
 
 def variant_recipe(changes: dict) -> dict:
     """The course recipe with ``changes`` applied (model keys go into ``model``)."""
-    from course_utils.models import COURSE_RECIPE
+    from course_utils.glow_train import COURSE_RECIPE
 
     recipe = copy.deepcopy(COURSE_RECIPE)
     for key, value in changes.items():
@@ -50,7 +50,7 @@ def variant_recipe(changes: dict) -> dict:
 
 def worker(name: str, minutes: float, out: Path) -> None:
     torch.set_num_threads(1)
-    from course_utils.train import train_glow
+    from course_utils.glow_train import train_glow
 
     recipe = variant_recipe({} if name == RECIPE else VARIANTS[name])
     with tempfile.TemporaryDirectory() as tmp:

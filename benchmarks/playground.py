@@ -152,8 +152,8 @@ def table(result: dict) -> str:
 #: The candidates for lesson 09's Glow: the course recipe on 3 channels, and two
 #: narrower variants (``mid`` became :data:`course_utils.losses.PLAYGROUND_MODEL`).
 def candidates() -> dict[str, dict]:
+    from course_utils.glow_train import COURSE_RECIPE
     from course_utils.losses import PLAYGROUND_MODEL
-    from course_utils.models import COURSE_RECIPE
 
     course = {**COURSE_RECIPE["model"], "shape": (3, 28, 28)}
     return {
@@ -174,7 +174,8 @@ def compare_architectures(seconds: float) -> list[dict]:
     the curve, every 100 steps), so the choice never looks at the test split.
     Each candidate runs after the other, under the same conditions.
     """
-    from course_utils.models import COURSE_RECIPE, dequantize, make_optimizer
+    from course_utils.glow_train import COURSE_RECIPE
+    from course_utils.models import dequantize, make_optimizer
     from course_utils.train import train
 
     torch.set_num_threads(1)

@@ -2,7 +2,7 @@
 
 Launch any course training command under ``torchrun``, e.g.::
 
-    torchrun --standalone --nproc_per_node 2 -m course_utils.train glow --dataset mnist
+    torchrun --standalone --nproc_per_node 2 -m course_utils.glow_train --dataset mnist
 
 ``torchrun`` starts the processes and sets ``RANK``, ``LOCAL_RANK`` and
 ``WORLD_SIZE``; :func:`setup` then joins them into one process group (``nccl``

@@ -542,81 +542,6 @@ class Glow(nn.Module):
         return x
 
 
-#: normflows' own Glow example scaled to 28×28: L=2, K=16, 128 hidden channels,
-#: Adamax with lr 1e-3, data modelled directly in [0, 1) (no logit).
-REFERENCE_RECIPE: dict = {
-    "model": {"levels": 2, "blocks": 16, "hidden": 128, "logit_alpha": None},
-    "optimizer": "adamax",
-    "lr": 1e-3,
-    "weight_decay": 1e-5,
-    "warmup_steps": 0,
-    "batch_size": 128,
-}
-
-#: The course's CPU recipe, chosen by measured held-out bits/dim per second of
-#: CPU time (``benchmarks/glow_ablation.py``, lesson 07, section 11): two
-#: checkerboard couplings at full resolution, gated coupling networks, a logit
-#: with a tiny α, a learned dequantization noise, and batches of 16.
-COURSE_RECIPE: dict = {
-    "model": {
-        "levels": 2,
-        "blocks": (2, 4),
-        "hidden": (48, 64),
-        "net": "gated",
-        "net_layers": 2,
-        "full_res": 2,
-        "full_res_hidden": 32,
-        "dequantizer": 4,
-        "dequantizer_hidden": 16,
-        "logit_alpha": 1e-5,
-    },
-    "optimizer": "adam",
-    "lr": 1e-3,
-    "weight_decay": 0.0,
-    "warmup_steps": 100,
-    "batch_size": 16,
-    "max_grad_norm": 100.0,
-}
-
-#: The course recipe widened for a GPU (``--device cuda``): more blocks and
-#: channels, larger batches. Not yet measured on a GPU.
-FULL_RECIPE: dict = {
-    "model": {
-        **COURSE_RECIPE["model"],
-        "blocks": (4, 8),
-        "hidden": (96, 128),
-        "full_res": 4,
-        "full_res_hidden": 64,
-        "dequantizer_hidden": 32,
-    },
-    "optimizer": "adam",
-    "lr": 1e-3,
-    "weight_decay": 0.0,
-    "warmup_steps": 500,
-    "batch_size": 64,
-    "max_grad_norm": 100.0,
-}
-
-#: The earlier, small CPU recipe (76k parameters, normflows' own GlowBlock, batch 64): far
-#: weaker per CPU-second than :data:`COURSE_RECIPE`, but fast per pass, which lessons 08 and
-#: 10 use for methods that run the flow many times.
-SMALL_RECIPE: dict = {
-    "model": {"levels": 2, "blocks": 4, "hidden": 64, "logit_alpha": 0.05},
-    "optimizer": "adam",
-    "lr": 2e-3,
-    "weight_decay": 0.0,
-    "warmup_steps": 100,
-    "batch_size": 64,
-}
-
-RECIPES = {
-    "course": COURSE_RECIPE,
-    "reference": REFERENCE_RECIPE,
-    "full": FULL_RECIPE,
-    "small": SMALL_RECIPE,
-}
-
-
 @torch.no_grad()
 def log_prob_in_batches(model: nn.Module, x: Tensor, batch_size: int = 500) -> Tensor:
     """``model.log_prob`` of ``x`` ``batch_size`` rows at a time, without gradients: ``(n,)``."""
@@ -634,7 +559,7 @@ def make_optimizer(
         model: the model whose parameters to optimise.
         recipe: ``optimizer`` (``"adam"`` or ``"adamax"``), ``lr`` (> 0),
             ``weight_decay`` (>= 0) and ``warmup_steps`` (>= 0), as in
-            :data:`COURSE_RECIPE`.
+            :data:`course_utils.glow_train.COURSE_RECIPE`.
 
     Returns:
         ``(optimizer, scheduler)``; the scheduler is stepped after every step.
@@ -645,7 +570,9 @@ def make_optimizer(
     kinds = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
     missing = [k for k in ("optimizer", "lr", "weight_decay", "warmup_steps") if k not in recipe]
     if missing:
-        raise ValueError(f"recipe lacks {', '.join(map(repr, missing))} (see COURSE_RECIPE)")
+        raise ValueError(
+            f"recipe lacks {', '.join(map(repr, missing))} (see glow_train.COURSE_RECIPE)"
+        )
     if recipe["optimizer"] not in kinds:
         raise ValueError(
             f"unknown optimizer {recipe['optimizer']!r}; choose one of {sorted(kinds)}"

@@ -97,7 +97,7 @@ def save_model(
     ``info`` becomes the manifest, to which the file name and sha256 are added;
     ``extra`` (plain numbers, strings, lists, dicts) is stored with the weights.
     """
-    from course_utils.train import save_checkpoint
+    from course_utils.checkpoints import save_checkpoint
 
     path = Path(path)
     save_checkpoint(path, {"model": model.state_dict(), "extra": extra or {}})
@@ -195,8 +195,8 @@ MAKE_DATASETS = ("mnist", "fashion-mnist", "coloured-mnist")
 
 def make_recipes() -> dict[str, dict]:
     """The recipes ``make`` knows: lesson 07's and ``"playground"``, lesson 09's Glow."""
+    from course_utils.glow_train import RECIPES
     from course_utils.losses import PRETRAIN_RECIPE
-    from course_utils.models import RECIPES
 
     return {**RECIPES, "playground": PRETRAIN_RECIPE}
 
@@ -212,7 +212,7 @@ def train_coloured_glow(
 ):
     """Train (or continue) a Glow on coloured MNIST's 60,000 training digits, NLL alone.
 
-    The same loop as :func:`course_utils.train.train_glow` (the bound with the
+    The same loop as :func:`course_utils.glow_train.train_glow` (the bound with the
     model's own dequantization, a resumable checkpoint, a held-out curve on the
     first ``eval_images`` coloured test digits), on
     :func:`course_utils.data.coloured_splits` of ``"mnist"``; one line per
@@ -334,7 +334,7 @@ def make_glow(
     """
     import platform
 
-    from course_utils.train import train_glow
+    from course_utils.glow_train import train_glow
 
     if dataset not in MAKE_DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {MAKE_DATASETS}")

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from course_utils import distributed
-from course_utils.train import load_checkpoint, main
+from course_utils.checkpoints import load_checkpoint
+from course_utils.glow_train import main
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,7 +56,7 @@ def test_two_ranks_see_different_rows_and_end_with_the_same_weights(tmp_path: Pa
 @pytest.mark.slow
 def test_glow_cli_under_torchrun_resumes_on_one_process(tmp_path: Path, shared_data) -> None:
     ckpt = tmp_path / "glow.pt"
-    args = ["-m", "course_utils.train", "glow", "--dataset", "mnist", "--recipe", "small"]
+    args = ["-m", "course_utils.glow_train", "--dataset", "mnist", "--recipe", "small"]
     args += ["--device", "cpu", "--checkpoint", str(ckpt), "--steps-per-epoch", "2"]
     args += ["--eval-images", "16"]
     done = torchrun(*args, "--minutes", "0.02")

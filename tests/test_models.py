@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from course_utils.checkpoints import CheckpointMismatchError, save_checkpoint
 from course_utils.data import image_splits, load_mnist
+from course_utils.glow_train import train_glow
 from course_utils.metrics import bits_per_dim
 from course_utils.models import Glow, dequantize, load_glow, make_optimizer
-from course_utils.train import CheckpointMismatchError, save_checkpoint, train_glow
 
 TINY = {"levels": 2, "blocks": 1, "hidden": 8}
 
@@ -123,7 +124,7 @@ def test_train_save_load_sample_end_to_end(tmp_path, shared_data) -> None:
 
 
 def test_load_glow_refuses_foreign_checkpoint(tmp_path) -> None:
-    from course_utils.train import save_checkpoint
+    from course_utils.checkpoints import save_checkpoint
 
     path = save_checkpoint(tmp_path / "x.pt", {"model": {}, "extra": {}})
     with pytest.raises(ValueError, match="no Glow configuration"):
@@ -131,10 +132,11 @@ def test_load_glow_refuses_foreign_checkpoint(tmp_path) -> None:
 
 
 def test_cli_trains_and_resumes(tmp_path, shared_data, capsys) -> None:
-    from course_utils.train import load_checkpoint, main
+    from course_utils.checkpoints import load_checkpoint
+    from course_utils.glow_train import main
 
     ckpt = tmp_path / "cli.pt"
-    args = ["glow", "--dataset", "mnist", "--device", "cpu", "--checkpoint", str(ckpt)]
+    args = ["--dataset", "mnist", "--device", "cpu", "--checkpoint", str(ckpt)]
     # the small recipe's steps are short, so a loaded machine still takes several in the budget
     args += ["--steps-per-epoch", "2", "--eval-images", "16", "--recipe", "small"]
     assert main([*args, "--minutes", "0.01"]) == 0
@@ -285,10 +287,10 @@ def test_load_glow_refuses_weights_of_another_architecture(tmp_path, tiny: Glow)
     ],
 )
 def test_cli_refuses_bad_budgets(tmp_path, capsys, flag: str, value: str, match: str) -> None:
-    from course_utils.train import main
+    from course_utils.glow_train import main
 
     with pytest.raises(SystemExit) as info:
-        main(["glow", "--checkpoint", str(tmp_path / "x.pt"), flag, value])
+        main(["--checkpoint", str(tmp_path / "x.pt"), flag, value])
     assert info.value.code == 2 and match in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
@@ -306,10 +308,11 @@ def test_train_glow_refuses_bad_budgets(tmp_path) -> None:
 
 
 def test_cli_refuses_to_resume_another_dataset(tmp_path, shared_data, capsys) -> None:
-    from course_utils.train import load_checkpoint, main
+    from course_utils.checkpoints import load_checkpoint
+    from course_utils.glow_train import main
 
     ckpt = tmp_path / "cli.pt"
-    args = ["glow", "--device", "cpu", "--checkpoint", str(ckpt), "--steps-per-epoch", "2"]
+    args = ["--device", "cpu", "--checkpoint", str(ckpt), "--steps-per-epoch", "2"]
     args += ["--eval-images", "16"]
     assert main([*args, "--dataset", "mnist", "--minutes", "0.005"]) == 0
     before = load_checkpoint(ckpt)["history"]
