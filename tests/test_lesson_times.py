@@ -71,6 +71,37 @@ def test_update_guide_fills_the_marked_block(tmp_path: Path) -> None:
         lt.update_guide(data, guide)
 
 
+def test_update_readme_fills_the_time_column(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "# Course\n\n"
+        f"| # | lesson | what you do | {lt.README_COLUMN} |\n"
+        "|---|---|---|---|\n"
+        "| 01 | [A](a.ipynb) | a \\| b | old |\n"
+        "| 02 | [B](b.ipynb) | b | old |\n"
+        "| 03 | [C](c.ipynb) | c | old |\n"
+        "\nAfter the table: | 01 | stays.\n",
+        encoding="utf-8",
+    )
+    mine = {**_run("02_b", "full", 130.0), "label": "mine"}
+    failed = _run("03_c", "full", 30.0, ok=False)
+    data = {"runs": [_run("01_a", "full", 75.0), _run("02_b", "full", 61.0), mine, failed]}
+    assert lt.update_readme(data, readme)
+    lines = readme.read_text(encoding="utf-8").splitlines()
+    assert lines[4] == "| 01 | [A](a.ipynb) | a \\| b | 1 min 15 s |"
+    assert lines[5] == '| 02 | [B](b.ipynb) | b | 1 min 01 s; with `MODEL = "mine"`: 2 min 10 s |'
+    assert lines[6] == "| 03 | [C](c.ipynb) | c | not measured |"  # a failed run is no time
+    assert lines[-1] == "After the table: | 01 | stays."
+    assert not lt.update_readme(data, readme)
+    readme.write_text("no table", encoding="utf-8")
+    with pytest.raises(ValueError, match="no lesson table"):
+        lt.update_readme(data, readme)
+
+
+def test_the_readme_has_the_lesson_table() -> None:
+    assert f"| {lt.README_COLUMN} |" in lt.README.read_text(encoding="utf-8")
+
+
 def test_the_teacher_guide_has_the_block() -> None:
     text = lt.GUIDE.read_text(encoding="utf-8")
     assert lt.BEGIN in text and lt.END in text
@@ -84,6 +115,22 @@ def test_select_names_lessons_by_number_and_refuses_unknown_ones() -> None:
     ]
     with pytest.raises(ValueError, match="match no notebook"):
         lt.select(["77"], student=False)
+
+
+def test_apply_settings_replaces_a_switch_of_the_first_code_cell() -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell('MODEL = "in prose"'),
+        nbformat.v4.new_code_cell('import torch\nMODEL = "pretrained"  # or "mine"\nN = 3'),
+        nbformat.v4.new_code_cell('MODEL = "later"'),
+    ]
+    lt.apply_settings(nb, {"MODEL": '"mine"', "N": "5"})
+    assert nb.cells[1].source == 'import torch\nMODEL = "mine"\nN = 5'
+    assert nb.cells[0].source == 'MODEL = "in prose"' and nb.cells[2].source == 'MODEL = "later"'
+    with pytest.raises(ValueError, match="no line 'STEPS = ...'"):
+        lt.apply_settings(nb, {"STEPS": "1"})
+    with pytest.raises(ValueError, match="not a Python literal"):
+        lt.apply_settings(nb, {"MODEL": "mine"})
 
 
 @pytest.mark.slow
@@ -110,6 +157,14 @@ def test_run_notebook_times_a_tiny_notebook_and_reports_a_failure(tmp_path: Path
         "import os",
         "raise RuntimeError('boom')",
     }
-    assert path.read_bytes() == before  # the notebook is never rewritten
+    assert path.read_bytes() == before  # the notebook is never rewritten, not even by keep
+    assert not lt.run_notebook(path, "fast", {}, "fresh", timeout=60, keep=True)["ok"]
+    assert path.read_bytes() == before  # ... when a cell failed
+    nb.cells = nb.cells[:1]
+    nbformat.write(nb, path)
+    kept = lt.run_notebook(path, "fast", {}, "fresh", timeout=60, keep=True)
+    assert kept["ok"] and nbformat.read(path, as_version=4).cells[0].outputs[0].text == "1\n"
+    with pytest.raises(ValueError, match="cannot be combined"):
+        lt.run_notebook(path, "fast", {}, "fresh", keep=True, settings={"X": "1"})
     with pytest.raises(ValueError, match="mode must be"):
         lt.run_notebook(path, "medium", {}, "fresh")
