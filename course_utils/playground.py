@@ -23,6 +23,7 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from course_utils.losses import (
     CONFIGURATIONS,
@@ -272,6 +273,7 @@ def playground_figure(state: PlaygroundState, temperature: float = 0.7, n: int =
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         if k < 2:
             ax.tick_params(labelbottom=False)
     runs = len(state.runs)
