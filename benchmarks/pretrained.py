@@ -2,11 +2,12 @@
 
 For each model in ``pretrained/``: the seconds ``pretrained.load`` takes
 (sha256 check included; the median of three loads, target under 2 s), and,
-for the Glows of MNIST and Fashion-MNIST, the figures of their manifest
-measured afresh from the committed file by the same function that wrote them
-(:func:`course_utils.pretrained.measure_glow`: test bits/dim on the whole
-official test split, and for MNIST the recognisable share of 1,000 samples at
-T = 0.7 and T = 1), side by side with the manifest's values. A figure that
+for every Glow, the figures of its manifest measured afresh from the committed
+file by the same function that wrote them (:func:`course_utils.pretrained.measure_glow`:
+test bits/dim on the whole official test split, and for MNIST the recognisable
+share of 1,000 samples at T = 0.7 and T = 1; for the coloured-MNIST Glow
+:func:`course_utils.pretrained.measure_coloured_glow`, the same on the coloured
+test digits, with the samples' colour gap), side by side with the manifest's values. A figure that
 does not reproduce is printed as a mismatch and the script exits with 1.
 
 Usage::
@@ -32,12 +33,18 @@ TARGET_LOAD_SECONDS = 2.0
 
 def figures_of(info: dict) -> dict:
     """The manifest's measured figures in the shape :func:`measure_glow` returns them."""
-    keys = ("test_bits_per_dim", "test_images", "recognisable_T0.7", "recognisable_T1.0")
+    keys = (
+        "test_bits_per_dim",
+        "test_images",
+        "recognisable_real_test_digits",
+        "recognisable_T0.7",
+        "recognisable_T1.0",
+    )
     return {k: info[k] for k in keys if k in info}
 
 
 def bench(name: str) -> dict:
-    """Load ``name`` three times and, for an MNIST or Fashion-MNIST Glow, measure it again."""
+    """Load ``name`` three times and, for a Glow, measure its manifest's figures again."""
     info = pretrained.manifest(name)
     seconds = []
     for _ in range(3):
@@ -51,9 +58,12 @@ def bench(name: str) -> dict:
         "load_seconds": round(statistics.median(seconds), 3),
     }
     dataset = info.get("dataset", "").split(" ")[0]
-    if info["kind"] == "glow" and dataset in ("mnist", "fashion-mnist"):
+    if info["kind"] == "glow" and dataset in pretrained.MAKE_DATASETS:
         t0 = time.perf_counter()
-        measured = pretrained.measure_glow(model, dataset)
+        if dataset == "coloured-mnist":
+            measured = pretrained.measure_coloured_glow(model)
+        else:
+            measured = pretrained.measure_glow(model, dataset)
         row["measure_seconds"] = round(time.perf_counter() - t0, 1)
         row["manifest"] = figures_of(info)
         row["measured"] = figures_of(measured)
