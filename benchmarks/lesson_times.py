@@ -143,7 +143,7 @@ def run_notebook(
         first source line).
     """
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     if mode not in ("fast", "full"):
         raise ValueError(f"mode must be 'fast' or 'full', got {mode!r}")
@@ -172,8 +172,8 @@ def run_notebook(
         t0 = time.perf_counter()
         try:
             client.execute(env=kernel_env)
-        except CellExecutionError as exc:
-            error = (str(exc).strip().splitlines() or ["error"])[-1][:300]
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
+            error = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
         seconds = time.perf_counter() - t0
     if keep and error is None:
         nbformat.write(nb, path)
@@ -257,6 +257,14 @@ def guide_section(data: dict) -> str:
         + ": each run is a fresh kernel, top to bottom, with an empty cache"
         " (the data read from a local folder)."
     )
+    labels = {}
+    for r in runs:
+        changes = [f"`{k} = {v}`" for k, v in (r.get("settings") or {}).items()]
+        changes += [f"`{k}={v}`" for k, v in (r.get("env") or {}).items()]
+        if r.get("label") and changes:
+            labels.setdefault(r["label"], ", ".join(changes))
+    for label, changes in sorted(labels.items()):
+        where += f" Columns marked *{label}* ran with {changes}."
     return f"{BEGIN}\n{where}\n\n{table(runs)}\n{END}"
 
 
@@ -353,6 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", action="store_true", help="write the executed lessons back (full mode)"
     )
+    parser.add_argument(
+        "--cell-timeout",
+        type=int,
+        default=None,
+        help="seconds a cell may run (default: 600 in fast mode, 3600 in full mode)",
+    )
     parser.add_argument("--cache", choices=["fresh", "user"], default="fresh")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--table", action="store_true", help="only print the table of --out")
@@ -378,7 +392,13 @@ def main(argv: list[str] | None = None) -> int:
         for copy, path in select(args.lessons, args.student):
             print(f"{path.relative_to(ROOT)} ({args.mode}) ...", end=" ", flush=True)
             result = run_notebook(
-                path, args.mode, env, args.cache, settings=settings, keep=args.keep
+                path,
+                args.mode,
+                env,
+                args.cache,
+                timeout=args.cell_timeout or (600 if args.mode == "fast" else 3600),
+                settings=settings,
+                keep=args.keep,
             )
             print(
                 _minutes(result["seconds"])

@@ -66,6 +66,9 @@ def test_update_guide_fills_the_marked_block(tmp_path: Path) -> None:
     assert "| 01_a | 10 s |" in text and "Measured on 2 CPU cores, 2025-01-02" in text
     assert text.endswith(f"{lt.END}\n\nmore\n") and "OLD TABLE" not in text
     assert not lt.update_guide(data, guide)
+    mine = {**_run("01_a", "full", 99.0), "label": "mine", "settings": {"MODEL": '"mine"'}}
+    assert lt.update_guide({"runs": [*data["runs"], mine]}, guide)
+    assert 'Columns marked *mine* ran with `MODEL = "mine"`.' in guide.read_text(encoding="utf-8")
     guide.write_text("nothing", encoding="utf-8")
     with pytest.raises(ValueError, match="no lesson-times block"):
         lt.update_guide(data, guide)
@@ -166,5 +169,9 @@ def test_run_notebook_times_a_tiny_notebook_and_reports_a_failure(tmp_path: Path
     assert kept["ok"] and nbformat.read(path, as_version=4).cells[0].outputs[0].text == "1\n"
     with pytest.raises(ValueError, match="cannot be combined"):
         lt.run_notebook(path, "fast", {}, "fresh", keep=True, settings={"X": "1"})
+    nb.cells = [nbformat.v4.new_code_cell("import os\nos._exit(1)")]  # the kernel dies
+    nbformat.write(nb, path)
+    died = lt.run_notebook(path, "fast", {}, "fresh", timeout=60)
+    assert not died["ok"] and died["error"]  # reported as a failed run, not a crash
     with pytest.raises(ValueError, match="mode must be"):
         lt.run_notebook(path, "medium", {}, "fresh")
