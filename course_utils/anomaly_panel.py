@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import ipywidgets as W
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from torch import Tensor
 
 from course_utils.anomaly import ArrayLike, _scores, auc_against, score_histograms, typicality
 from course_utils.checks import check_int
@@ -87,6 +89,45 @@ def threshold_figure(
         f"true positives: {tpr}",
         fontsize=10,
     )
+    return fig
+
+
+def ranked_images_figure(
+    sets: Mapping[str, Tensor], scores: Mapping[str, ArrayLike], names: list[str], n: int = 10
+) -> Figure:
+    """For each named set, its ``n`` lowest-scoring and ``n`` highest-scoring images.
+
+    Args:
+        sets: name → 8-bit images ``(N, 1, H, W)``.
+        scores: name → one score per image (bits/dim), shown above each image.
+        names: the sets to show, two rows each (lowest, then highest).
+        n: images per row.
+    """
+    n = check_int("n", n, minimum=1)
+    unknown = [name for name in names if name not in sets or name not in scores]
+    if unknown:
+        raise ValueError(f"no images or scores for {unknown}")
+    fig, axes = plt.subplots(
+        2 * len(names), n, figsize=(n * 0.9, 2 * len(names) * 1.15), squeeze=False
+    )
+    for r, name in enumerate(names):
+        score = torch.as_tensor(np.asarray(scores[name]))
+        if len(score) != len(sets[name]):
+            raise ValueError(f"{name}: {len(score)} scores for {len(sets[name])} images")
+        order = score.argsort()
+        for row, picks, what in [(2 * r, order[:n], "lowest"), (2 * r + 1, order[-n:], "highest")]:
+            for ax, i in zip(axes[row], picks.tolist(), strict=True):
+                ax.imshow(sets[name][i, 0], cmap="gray", vmin=0, vmax=255)
+                ax.set_title(f"{score[i]:.2f}", fontsize=8, pad=2)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            axes[row, 0].set_ylabel(
+                f"{name}\n{what}", fontsize=8, rotation=0, ha="right", va="center"
+            )
+    fig.suptitle(
+        "Easiest and hardest images by bits/dim (the number above each image)", fontsize=10
+    )
+    fig.subplots_adjust(left=0.16, right=0.99, top=0.9, bottom=0.01, hspace=0.35, wspace=0.08)
     return fig
 
 

@@ -32,6 +32,34 @@ def panel_mask(kind: str, size: int, index: int, shape: tuple[int, int, int]) ->
     return make_masks(kind, 1, shape, size=size, count=2, fraction=size / 28, generator=gen)
 
 
+def ascent_trace_figure(
+    trace: Tensor, originals: float, black: float, show: int = 8, title: str = ""
+) -> Figure:
+    """Likelihood ascent's ``log p`` step by step, against the originals' and the black fill's.
+
+    Args:
+        trace: ``(steps + 1, images)`` log p of every image at every step.
+        originals: the mean ``log p`` of the original images (a dashed line).
+        black: the mean ``log p`` with the hole filled black, where the ascent starts.
+        show: how many images' own curves are drawn thin, besides the mean.
+        title: the axes' title.
+    """
+    if trace.ndim != 2 or len(trace) < 1:
+        raise ValueError(f"trace must be (steps + 1, images), got shape {tuple(trace.shape)}")
+    show = check_int("show", show, minimum=0)
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.plot(trace[:, :show], color="C0", lw=0.6, alpha=0.5)
+    label = f"likelihood ascent (mean of {trace.shape[1]})"
+    ax.plot(trace.mean(1), color="C0", lw=2.5, label=label)
+    ax.axhline(originals, color="k", ls="--", lw=1, label="original digits")
+    ax.axhline(black, color="C3", ls=":", lw=1.5, label="hole filled black (the start)")
+    ax.set(xlabel="step", ylabel="log p (nats per image)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=9, loc="center right")
+    fig.tight_layout()
+    return fig
+
+
 def inpaint_figure(
     model: nn.Module,
     images: Tensor,

@@ -11,6 +11,7 @@ from course_utils.anomaly import typicality_auc
 from course_utils.anomaly_panel import (
     anomaly_panel,
     flag_rates,
+    ranked_images_figure,
     threshold_figure,
     typicality_groups_figure,
 )
@@ -27,6 +28,21 @@ def sets():
         "far": torch.randn(400, generator=g) + 6.0,
         "too likely": torch.randn(400, generator=g) * 0.3 + 1.0,
     }
+
+
+def test_ranked_images_show_the_lowest_and_highest_scores_in_order() -> None:
+    images = {"a": torch.arange(6, dtype=torch.uint8).view(6, 1, 1, 1).expand(6, 1, 4, 4)}
+    scores = {"a": torch.tensor([5.0, 1.0, 3.0, 0.0, 4.0, 2.0])}
+    fig = ranked_images_figure(images, scores, ["a"], n=2)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["0.00", "1.00", "4.00", "5.00"]  # row 1: lowest first; row 2: highest
+    assert fig.axes[0].get_images()[0].get_array()[0, 0] == 3  # image 3 has the lowest score
+    assert fig.axes[0].get_ylabel() == "a\nlowest" and fig.axes[2].get_ylabel() == "a\nhighest"
+    with pytest.raises(ValueError, match="no images or scores"):
+        ranked_images_figure(images, scores, ["b"])
+    with pytest.raises(ValueError, match="5 scores for 6 images"):
+        ranked_images_figure(images, {"a": scores["a"][:5]}, ["a"])
+    matplotlib.pyplot.close("all")
 
 
 def test_flag_rates_count_by_hand(sets) -> None:

@@ -6,7 +6,12 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from course_utils.inpaint_panel import inpaint_figure, inpaint_panel, panel_mask
+from course_utils.inpaint_panel import (
+    ascent_trace_figure,
+    inpaint_figure,
+    inpaint_panel,
+    panel_mask,
+)
 from course_utils.models import Glow
 
 pytestmark = pytest.mark.usefixtures("rng")
@@ -44,6 +49,19 @@ def test_the_figure_shows_every_method_with_its_hole_psnr(model) -> None:
     assert "neighbour" not in " ".join(ax.get_title() for ax in without.axes)
     with pytest.raises(ValueError, match="index must be below 4"):
         inpaint_figure(model, images, train, index=4)
+    plt.close("all")
+
+
+def test_the_ascent_trace_figure_draws_the_mean_the_chosen_curves_and_both_levels() -> None:
+    trace = torch.arange(12.0).reshape(4, 3)  # 3 steps, 3 images
+    fig = ascent_trace_figure(trace, originals=2.0, black=-1.0, show=2, title="t")
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2 + 1 + 2 and ax.get_title() == "t"
+    assert list(ax.lines[2].get_ydata()) == [1.0, 4.0, 7.0, 10.0]  # the mean over images
+    assert [line.get_ydata()[0] for line in ax.lines[3:]] == [2.0, -1.0]
+    assert "mean of 3" in ax.get_legend().get_texts()[0].get_text()
+    with pytest.raises(ValueError, match="steps \\+ 1, images"):
+        ascent_trace_figure(torch.zeros(5), 0.0, 0.0)
     plt.close("all")
 
 
