@@ -295,7 +295,8 @@ def psnr_table(rows: list[dict]) -> str:
     """A text table of :func:`compare`'s rows: mask types × methods, grouped, with paired gains.
 
     The last columns give the paired gain (± standard error) of the best
-    flow-only and the best flow-assisted method over the best baseline.
+    flow-only and the best flow-assisted method over the best baseline. A
+    method missing for a mask type (a run still going) shows as "–".
     """
     methods = list(dict.fromkeys(r["method"] for r in rows))
     kinds = list(dict.fromkeys(r["mask"] for r in rows))
@@ -309,7 +310,9 @@ def psnr_table(rows: list[dict]) -> str:
     lines[1] += "   best flow only − best baseline   best flow-assisted − best baseline"
     for kind in kinds:
         vals = {r["method"]: r for r in rows if r["mask"] == kind}
-        line = f"{kind:9s}" + "".join(f"{vals[m]['psnr']:{width}.2f}" for m in order)
+        line = f"{kind:9s}" + "".join(  # a method not yet measured on this mask type: "–"
+            f"{vals[m]['psnr']:{width}.2f}" if m in vals else f"{'–':>{width}s}" for m in order
+        )
         base = best(rows, kind, "baseline")
         for group in ("flow", "assisted"):
             top = best(rows, kind, group)
