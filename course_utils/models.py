@@ -553,13 +553,15 @@ def log_prob_in_batches(model: nn.Module, x: Tensor, batch_size: int = 500) -> T
 def make_optimizer(
     model: nn.Module, recipe: dict
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """The optimizer and the linear warm-up schedule a recipe asks for.
+    """The optimizer and the schedule a recipe asks for: a linear warm-up, then an optional drop.
 
     Args:
         model: the model whose parameters to optimise.
         recipe: ``optimizer`` (``"adam"`` or ``"adamax"``), ``lr`` (> 0),
             ``weight_decay`` (>= 0) and ``warmup_steps`` (>= 0), as in
-            :data:`course_utils.glow_train.COURSE_RECIPE`.
+            :data:`course_utils.glow_train.COURSE_RECIPE`; optionally
+            ``lr_drop = (step, factor)``: the learning rate times ``factor`` from
+            that step on (computed from the step count, so a resumed run picks it up).
 
     Returns:
         ``(optimizer, scheduler)``; the scheduler is stepped after every step.
@@ -581,7 +583,11 @@ def make_optimizer(
     weight_decay = check_float("weight_decay", recipe["weight_decay"], minimum=0)
     warm = max(1, check_int("warmup_steps", recipe["warmup_steps"], minimum=0))
     opt = kinds[recipe["optimizer"]](model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
+    drop_step, factor = recipe.get("lr_drop", (math.inf, 1.0))
+    factor = check_float("lr_drop factor", factor, positive=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: min(1.0, (step + 1) / warm) * (factor if step >= drop_step else 1.0)
+    )
     return opt, sched
 
 

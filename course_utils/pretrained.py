@@ -239,14 +239,7 @@ def train_coloured_glow(
     model = Glow(**spec["model"])
     dev = resolve_device(device)
     model.to(dev)
-    optimizer, scheduler = make_optimizer(model, spec)
-    if "lr_drop" in spec:  # (step, factor): the learning rate times factor from that step on
-        drop_step, factor = spec["lr_drop"]
-        warm = max(1, spec["warmup_steps"])
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda step: min(1.0, (step + 1) / warm) * (factor if step >= drop_step else 1.0),
-        )
+    optimizer, scheduler = make_optimizer(model, spec)  # with the recipe's lr_drop, if any
     if checkpoint is None or not Path(checkpoint).is_file():
         pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))
         init = train_images[pick[:512]]
