@@ -46,7 +46,6 @@ import torch  # noqa: E402
 
 from course_utils import seed_everything  # noqa: E402
 from course_utils.data import coloured_splits  # noqa: E402
-from course_utils.models import Glow  # noqa: E402
 from course_utils.playground import (  # noqa: E402
     PlaygroundState,
     playground_panel,
@@ -170,38 +169,29 @@ def candidates() -> dict[str, dict]:
 def compare_architectures(seconds: float) -> list[dict]:
     """Train each candidate for ``seconds`` on coloured MNIST (NLL alone, 1 thread).
 
-    The last 2,000 training digits are held out (the first 500 of them give
-    the curve, every 100 steps), so the choice never looks at the test split.
+    :func:`course_utils.glow_train.train_glow` with the course recipe's optimiser
+    settings; the last 2,000 training digits are held out (the first 500 of them
+    give the curve, every 100 steps), so the choice never looks at the test split.
     Each candidate runs after the other, under the same conditions.
     """
-    from course_utils.glow_train import COURSE_RECIPE
-    from course_utils.models import dequantize, make_optimizer
-    from course_utils.train import train
+    import tempfile
+
+    from course_utils.glow_train import COURSE_RECIPE, train_glow
 
     torch.set_num_threads(1)
-    train_all, _ = coloured_splits("mnist", seed=0)
-    digits, held_out = train_all[:-2000], train_all[-2000:][:500]
     rows = []
     for name, spec in candidates().items():
-        seed_everything(0)
-        model = Glow(**spec)
-        model.initialize(dequantize(digits[:512], torch.Generator().manual_seed(0)))
-        optimizer, scheduler = make_optimizer(model, COURSE_RECIPE)
-        history = train(
-            model,
-            lambda m, k: -m.dequantized_log_prob(k).mean(),
-            digits,
-            epochs=10**9,
-            batch_size=16,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            device="cpu",
-            max_grad_norm=100.0,
-            max_seconds=seconds,
-            eval_fn=lambda m: m.bits_per_dim(held_out, seed=1),
-            progress=False,
-            steps_per_epoch=100,
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            model, history = train_glow(
+                "coloured-mnist",
+                minutes=seconds / 60,
+                recipe={**COURSE_RECIPE, "model": spec},
+                device="cpu",
+                checkpoint=Path(tmp) / "run.pt",
+                eval_images=500,
+                progress=False,
+                validation=2000,
+            )
         rows.append(
             {
                 "model": name,

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from course_utils import pretrained
+from course_utils.glow_train import GLOW_DATASETS
 
 TARGET_LOAD_SECONDS = 2.0
 
@@ -58,7 +59,7 @@ def bench(name: str) -> dict:
         "load_seconds": round(statistics.median(seconds), 3),
     }
     dataset = info.get("dataset", "").split(" ")[0]
-    if info["kind"] == "glow" and dataset in pretrained.MAKE_DATASETS:
+    if info["kind"] == "glow" and dataset in GLOW_DATASETS:
         t0 = time.perf_counter()
         if dataset == "coloured-mnist":
             measured = pretrained.measure_coloured_glow(model)

@@ -188,89 +188,6 @@ def measure_glow(model: nn.Module, dataset: str, samples: int = 1000) -> dict[st
     return figures
 
 
-#: The shipped Glows' datasets: those of :func:`course_utils.data.image_splits`, and
-#: MNIST's digits coloured by :func:`course_utils.data.coloured_splits` (lesson 09).
-MAKE_DATASETS = ("mnist", "fashion-mnist", "coloured-mnist")
-
-
-def make_recipes() -> dict[str, dict]:
-    """The recipes ``make`` knows: lesson 07's and ``"playground"``, lesson 09's Glow."""
-    from course_utils.glow_train import RECIPES
-    from course_utils.losses import PRETRAIN_RECIPE
-
-    return {**RECIPES, "playground": PRETRAIN_RECIPE}
-
-
-def train_coloured_glow(
-    minutes: float,
-    recipe: str = "playground",
-    device: str = "auto",
-    checkpoint: str | os.PathLike | None = None,
-    eval_images: int = 500,
-    steps_per_epoch: int = 200,
-    seed: int = 0,
-):
-    """Train (or continue) a Glow on coloured MNIST's 60,000 training digits, NLL alone.
-
-    The same loop as :func:`course_utils.glow_train.train_glow` (the bound with the
-    model's own dequantization, a resumable checkpoint, a held-out curve on the
-    first ``eval_images`` coloured test digits), on
-    :func:`course_utils.data.coloured_splits` of ``"mnist"``; one line per
-    evaluation is printed. A recipe's ``lr_drop = (step, factor)`` multiplies
-    the learning rate by ``factor`` from that step on (a resumed run picks up
-    a drop added since: the schedule is recomputed from the step count).
-
-    Returns:
-        ``(model, history)``.
-    """
-    from course_utils.config import seed_everything
-    from course_utils.data import coloured_splits
-    from course_utils.models import Glow, dequantize, glow_checkpoint_state, make_optimizer
-    from course_utils.train import resolve_device, train
-
-    recipes = make_recipes()
-    if recipe not in recipes:
-        raise ValueError(f"unknown recipe {recipe!r}; choose one of {sorted(recipes)}")
-    spec = recipes[recipe]
-    if tuple(spec["model"].get("shape", ())) != (3, 28, 28):
-        raise ValueError(f"recipe {recipe!r} is not for 3-channel images; use 'playground'")
-    train_images, test_images = coloured_splits("mnist", seed=0)
-    seed_everything(seed)
-    model = Glow(**spec["model"])
-    dev = resolve_device(device)
-    model.to(dev)
-    optimizer, scheduler = make_optimizer(model, spec)  # with the recipe's lr_drop, if any
-    if checkpoint is None or not Path(checkpoint).is_file():
-        pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))
-        init = train_images[pick[:512]]
-        model.initialize(dequantize(init, torch.Generator().manual_seed(seed)).to(dev))
-    held_out = test_images[:eval_images].to(dev)
-    torch.manual_seed(seed)
-    history = train(
-        model,
-        lambda m, k: -m.dequantized_log_prob(k).mean(),
-        train_images,
-        epochs=10**9,  # the time budget ends the run
-        batch_size=spec["batch_size"],
-        optimizer=optimizer,
-        scheduler=scheduler,
-        device=dev,
-        max_grad_norm=spec.get("max_grad_norm"),
-        max_seconds=minutes * 60,
-        eval_fn=lambda m: m.bits_per_dim(held_out, seed=1),
-        checkpoint=checkpoint,
-        progress=False,
-        seed=seed,
-        extra_state={**glow_checkpoint_state(model), "dataset": "coloured-mnist", "recipe": recipe},
-        steps_per_epoch=steps_per_epoch,
-        on_epoch_end=lambda h: print(
-            f"step {h.steps:6d}  {h.seconds[-1]:7.1f} s  held-out {h.eval[-1]:.3f} bits/dim",
-            flush=True,
-        ),
-    )
-    return model, history
-
-
 def measure_coloured_glow(model: nn.Module, samples: int = 1000) -> dict[str, Any]:
     """The figures of a coloured-MNIST Glow's manifest, on the official test digits, coloured.
 
@@ -327,30 +244,43 @@ def make_glow(
     """
     import platform
 
-    from course_utils.glow_train import train_glow
+    from course_utils.glow_train import GLOW_DATASETS, recipes, train_glow
 
-    if dataset not in MAKE_DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {MAKE_DATASETS}")
-    recipes = make_recipes()
+    if dataset not in GLOW_DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {GLOW_DATASETS}")
+    named = recipes()
+    if recipe not in named:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {sorted(named)}")
     folder = Path(folder) if folder is not None else PRETRAINED_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    run = folder / f"{name}.run.pt"
-    if dataset == "coloured-mnist":
-        model, history = train_coloured_glow(minutes, recipe, device, checkpoint=run)
-        data = "coloured-mnist (MNIST's 60,000 training digits, coloured with seed 0)"
-    else:
-        model, history = train_glow(
-            dataset, minutes=minutes, recipe=recipe, device=device, checkpoint=run, progress=False
-        )
-        data = f"{dataset} (60,000 training images)"
+    coloured = dataset == "coloured-mnist"
+    model, history = train_glow(
+        dataset,
+        minutes=minutes,
+        recipe=named[recipe],
+        device=device,
+        checkpoint=folder / f"{name}.run.pt",
+        eval_images=500 if coloured else 1000,
+        steps_per_epoch=200 if coloured else 100,
+        progress=False,
+        on_epoch_end=lambda h: print(
+            f"step {h.steps:6d}  {h.seconds[-1]:7.1f} s  held-out {h.eval[-1]:.4f} bits/dim",
+            flush=True,
+        ),
+    )
+    data = (
+        "coloured-mnist (MNIST's 60,000 training digits, coloured with seed 0)"
+        if coloured
+        else f"{dataset} (60,000 training images)"
+    )
     dev = next(model.parameters()).device
     info: dict[str, Any] = {
         "kind": "glow",
         "dataset": data,
         "recipe": recipe,
-        "recipe_settings": recipes[recipe],
+        "recipe_settings": named[recipe],
         "steps": history.steps,
-        "images_seen": history.steps * recipes[recipe]["batch_size"],
+        "images_seen": history.steps * named[recipe]["batch_size"],
         "training_minutes": round(history.seconds[-1] / 60, 1),
         "hardware": f"{dev.type}, {torch.get_num_threads()} threads, {platform.machine()}, "
         f"torch {torch.__version__}",
@@ -364,7 +294,7 @@ def make_glow(
         f"--recipe {recipe} --minutes {minutes:g}",
     }
     model = model.cpu()
-    if dataset == "coloured-mnist":
+    if coloured:
         info["held_out_images"] = "the first 500 official test digits, coloured (seed 1)"
         info.update(measure_coloured_glow(model))
     else:
@@ -377,12 +307,14 @@ def make_glow(
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m course_utils.pretrained --list``, or ``make NAME ...`` to train one."""
+    from course_utils.glow_train import GLOW_DATASETS
+
     parser = argparse.ArgumentParser(prog="python -m course_utils.pretrained")
     parser.add_argument("--list", action="store_true", help="print the shipped models")
     sub = parser.add_subparsers(dest="command")
     make = sub.add_parser("make", help="train (or continue) a shipped Glow and write its manifest")
     make.add_argument("name", help="e.g. glow-mnist")
-    make.add_argument("--dataset", choices=MAKE_DATASETS, required=True)
+    make.add_argument("--dataset", choices=GLOW_DATASETS, required=True)
     make.add_argument("--recipe", default="course")
     make.add_argument("--minutes", type=float, required=True, help="total training minutes")
     make.add_argument("--device", default="auto")

@@ -183,13 +183,13 @@ def test_starting_model_from_scratch_is_the_playground_recipe(state: PlaygroundS
 def test_make_writes_a_coloured_glow_whose_figures_load_reproduces(
     tmp_path, shared_data, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from course_utils import pretrained
+    from course_utils import glow_train, pretrained
     from course_utils.losses import PRETRAIN_RECIPE
 
     # The make path, on a model a test can afford; the learning rate drops 10-fold at step 2.
     tiny = {**PRETRAIN_RECIPE, "model": TINY, "warmup_steps": 0, "lr_drop": (2, 0.1)}
-    recipes = pretrained.make_recipes()
-    monkeypatch.setattr(pretrained, "make_recipes", lambda: {**recipes, "tiny": tiny})
+    recipes = glow_train.recipes()
+    monkeypatch.setattr(glow_train, "recipes", lambda: {**recipes, "tiny": tiny})
     monkeypatch.setattr(pretrained, "measure_coloured_glow", lambda m: {"figures": "measured"})
     info = pretrained.make_glow(
         "glow-tiny", "coloured-mnist", "tiny", minutes=0.02, folder=tmp_path
@@ -213,8 +213,12 @@ def test_make_writes_a_coloured_glow_whose_figures_load_reproduces(
     assert again["steps"] > info["steps"] >= 1
     run = torch.load(tmp_path / "glow-tiny.run.pt", weights_only=False)
     assert run["optimizer"]["param_groups"][0]["lr"] == pytest.approx(tiny["lr"] * 0.1)
-    with pytest.raises(ValueError, match="not for 3-channel images"):
-        pretrained.train_coloured_glow(0.01, "small", checkpoint=tmp_path / "x.pt")
+    assert run["extra"]["recipe"] == "tiny" and run["extra"]["dataset"] == "coloured-mnist"
+    with pytest.raises(ValueError, match="is for 1-channel images, but coloured-mnist has 3"):
+        glow_train.train_glow("coloured-mnist", 0.01, "small", checkpoint=tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="is for 3-channel images, but mnist has 1"):
+        pretrained.make_glow("glow-x", "mnist", "playground", minutes=0.01, folder=tmp_path)
+    assert not (tmp_path / "x.pt").exists() and not (tmp_path / "glow-x.run.pt").exists()
 
 
 def test_the_shipped_starting_model_is_the_playground_recipe() -> None:
