@@ -103,3 +103,27 @@ def test_make_glow_writes_a_model_whose_figures_load_reproduces(tmp_path: Path, 
     assert again["test_bits_per_dim"] == info["test_bits_per_dim"]
     assert again["recognisable_share"] == info["recognisable_share"]
     assert (tmp_path / "glow-tiny.run.pt").is_file()  # the resumable run, to continue later
+
+
+@pytest.mark.parametrize("name", ["glow-mnist", "glow-fashion-mnist", "glow-coloured-mnist"])
+def test_each_shipped_run_file_resumes_with_its_manifests_command(name: str) -> None:
+    # `make NAME --recipe R` continues NAME.run.pt: the file must fit the run that
+    # command builds today (its recipe, dataset, architecture, optimizer and schedule).
+    from course_utils.checkpoints import checkpoint_differences, load_checkpoint
+    from course_utils.glow_train import recipes, run_identity
+    from course_utils.models import Glow, make_optimizer
+
+    info = manifest(name)
+    recipe = recipes()[info["recipe"]]
+    dataset = info["command"].split("--dataset ")[1].split()[0]
+    model = Glow(**recipe["model"])
+    optimizer, scheduler = make_optimizer(model, recipe)
+    state = load_checkpoint(pretrained.PRETRAINED_DIR / f"{name}.run.pt")
+    assert state["history"]["steps"] >= info["steps"]
+    assert not checkpoint_differences(
+        state,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        extra=run_identity(model, dataset, recipe),
+    )
