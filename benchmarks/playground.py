@@ -148,21 +148,24 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-#: The candidates for lesson 09's Glow: the course recipe on 3 channels, and two
-#: narrower variants (``mid`` became :data:`course_utils.losses.PLAYGROUND_MODEL`).
+#: The candidates for lesson 09's Glow: the course recipe on 3 channels, two narrower
+#: variants with normflows' GlowBase, and the narrower one with the cosine-basis base
+#: (:data:`course_utils.losses.PLAYGROUND_MODEL`).
 def candidates() -> dict[str, dict]:
     from course_utils.glow_train import COURSE_RECIPE
     from course_utils.losses import PLAYGROUND_MODEL
 
     course = {**COURSE_RECIPE["model"], "shape": (3, 28, 28)}
+    mid = {**PLAYGROUND_MODEL, "base": "channel"}
     return {
         "course recipe, 3 channels": course,
-        "mid (PLAYGROUND_MODEL)": PLAYGROUND_MODEL,
-        "mid, one gated layer, blocks (2, 3)": {
-            **PLAYGROUND_MODEL,
+        "mid, GlowBase": mid,
+        "mid, one gated layer, blocks (2, 3), GlowBase": {
+            **mid,
             "blocks": (2, 3),
             "net_layers": 1,
         },
+        "mid, spectral base (PLAYGROUND_MODEL)": PLAYGROUND_MODEL,
     }
 
 

@@ -1,7 +1,7 @@
 """The layers that make lesson 07's Glow learn fast on a CPU, as normflows parts.
 
 normflows gives the Glow backbone (ActNorm, invertible 1×1 convolution, affine
-coupling, squeeze, split, ``MultiscaleFlow``). Two parts are added here:
+coupling, squeeze, split, ``MultiscaleFlow``). Two layers are added here:
 
 * :class:`GatedConvNet`, the network inside a coupling: a 3×3 convolution,
   then residual *gated* convolutions each followed by a normalisation over the
@@ -15,6 +15,11 @@ coupling, squeeze, split, ``MultiscaleFlow``). Two parts are added here:
   usually squeezes the image before its first coupling, so neighbouring
   pixels are only related after they were stacked into channels; a
   checkerboard coupling relates them where they are.
+
+And one base distribution: :class:`SpectralGlowBase` reads each latent in the
+2-D cosine basis (:func:`dct_matrix`), with a mean and scale per wave, so a
+quantity shared by the whole image (lesson 09's background colour) is one
+latent coordinate instead of an agreement among independent positions.
 
 Direction convention (normflows'): ``forward`` maps latent → data, ``inverse``
 maps data → latent, and each returns the log|det| of the map it applies.
@@ -241,3 +246,95 @@ def glow_block(
         block.append(nf.flows.Invertible1x1Conv(channels, use_lu=True))
     block.append(nf.flows.ActNorm((channels, 1, 1)))
     return block
+
+
+def dct_matrix(n: int) -> Tensor:
+    """The orthonormal DCT-II matrix ``D`` (``n × n``): ``D @ x`` are the cosine coefficients.
+
+    Row 0 is the constant ``1/√n`` (the mean, scaled); ``D @ D.T`` is the identity.
+
+    >>> d = dct_matrix(4)
+    >>> bool(torch.allclose(d @ d.T, torch.eye(4), atol=1e-6))
+    True
+    """
+    k = torch.arange(n, dtype=torch.float64)[:, None]
+    i = torch.arange(n, dtype=torch.float64)[None, :]
+    d = torch.cos(torch.pi * (2 * i + 1) * k / (2 * n)) * (2.0 / n) ** 0.5
+    d[0] /= 2**0.5
+    return d.float()
+
+
+class SpectralGlowBase(nf.distributions.BaseDistribution):
+    """A Gaussian base whose axes are 2-D cosine waves instead of pixels.
+
+    normflows' ``GlowBase`` gives every position of a channel the same mean and
+    scale, independently: a flow whose couplings see 3×3 neighbourhoods then
+    struggles to draw anything that is the same across the whole image (a
+    plain background colour comes out in patches). Here the latent ``z`` of
+    shape ``(C, H, W)`` is read in the orthonormal cosine basis,
+    ``c = D_H z D_Wᵀ`` (:func:`dct_matrix`), and each coefficient has its own
+    learned mean and log-scale: coefficient ``(0, 0)`` of a channel is its
+    mean over the image, which can now vary a lot from image to image while
+    the fine waves vary little. The change of basis is a rotation, so
+    ``log p(z)`` is the diagonal Gaussian's ``log p(c)`` with no log-det term.
+    At zero parameters it is the standard normal, like ``GlowBase``.
+
+    Args:
+        shape: ``(C, H, W)`` of the latent.
+    """
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+        c, h, w = self.shape
+        self.register_buffer("d_h", dct_matrix(h))
+        self.register_buffer("d_w", dct_matrix(w))
+        self.loc = nn.Parameter(torch.zeros(1, c, h, w))
+        self.log_scale = nn.Parameter(torch.zeros(1, c, h, w))
+        self.temperature: float | None = None  # set by MultiscaleFlow.set_temperature
+
+    def _log_scale(self) -> Tensor:
+        t = self.temperature
+        return self.log_scale + (0.0 if t is None else float(torch.tensor(t).log()))
+
+    def _gauss(self, eps: Tensor, log_scale: Tensor) -> Tensor:
+        d = eps[0].numel()
+        return (
+            -0.5 * d * torch.log(torch.tensor(2 * torch.pi))
+            - log_scale.expand_as(eps).flatten(1).sum(1)
+            - 0.5 * eps.pow(2).flatten(1).sum(1)
+        )
+
+    def from_noise(self, eps: Tensor) -> Tensor:
+        """The latent ``z`` that standard normal noise ``eps`` ``(n, C, H, W)`` stands for."""
+        coeffs = self.loc + self._log_scale().exp() * eps
+        return torch.einsum("ha,nchw,wb->ncab", self.d_h, coeffs, self.d_w)  # Dᵀ c D
+
+    def forward(self, num_samples: int = 1, y=None) -> tuple[Tensor, Tensor]:
+        eps = torch.randn((num_samples, *self.shape), dtype=self.loc.dtype, device=self.loc.device)
+        return self.from_noise(eps), self._gauss(eps, self._log_scale())
+
+    def log_prob(self, z: Tensor, y=None) -> Tensor:
+        log_scale = self._log_scale()
+        coeffs = torch.einsum("ha,ncab,wb->nchw", self.d_h, z, self.d_w)  # D z Dᵀ
+        return self._gauss((coeffs - self.loc) / log_scale.exp(), log_scale)
+
+
+def base_from_noise(base: nn.Module, eps: Tensor) -> Tensor:
+    """A Glow base's latent for standard normal noise ``eps``, with gradients to its parameters.
+
+    For :class:`SpectralGlowBase` and normflows' ``GlowBase`` (whose mean and
+    log-scale are stored as ``value · exp(value_logs · logscale_factor)``); the
+    temperature is not applied (scale ``eps`` for that).
+    """
+    if isinstance(base, SpectralGlowBase):
+        saved, base.temperature = base.temperature, None
+        try:
+            return base.from_noise(eps)
+        finally:
+            base.temperature = saved
+    if isinstance(base, nf.distributions.GlowBase):
+        loc = base.loc * torch.exp(base.loc_logs * base.logscale_factor)
+        log_scale = base.log_scale * torch.exp(base.log_scale_logs * base.logscale_factor)
+        return loc + torch.exp(log_scale) * eps
+    raise TypeError(f"not a Glow base distribution: {type(base).__name__}")

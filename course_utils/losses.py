@@ -39,6 +39,7 @@ from typing import NamedTuple
 
 import torch
 
+from course_utils.glow_layers import base_from_noise
 from course_utils.metrics import bits_per_dim, bits_per_dim_each
 from course_utils.models import Glow, dequantize
 from course_utils.train import train
@@ -244,9 +245,9 @@ def sample_with_grad(
     """Draw ``n`` images ``(n, C, H, W)`` through which gradients flow.
 
     ``Glow.sample`` runs without gradients and clamps; here the base's learned
-    mean and scale are applied to :func:`base_noise` by hand (as normflows'
-    ``GlowBase`` does) and the latents are decoded with gradients on, so a
-    loss on the samples trains the flow and its base.
+    mean and scale are applied to :func:`base_noise`
+    (:func:`course_utils.glow_layers.base_from_noise`) and the latents are
+    decoded with gradients on, so a loss on the samples trains the flow and its base.
 
     Args:
         model: a :class:`~course_utils.models.Glow`.
@@ -259,11 +260,10 @@ def sample_with_grad(
         The images (not clamped; with a logit model they lie in ``(0, 1)``).
     """
     noise = base_noise(model, n, temperature, scale_noise, generator)
-    z = []
-    for q, e in zip(model.flow.q0, noise, strict=True):
-        loc = q.loc * torch.exp(q.loc_logs * q.logscale_factor)
-        log_scale = q.log_scale * torch.exp(q.log_scale_logs * q.logscale_factor)
-        z.append(loc + torch.exp(log_scale) * e.to(loc))
+    z = [
+        base_from_noise(q, e.to(model.flow.q0[0].loc))
+        for q, e in zip(model.flow.q0, noise, strict=True)
+    ]
     return model.decode(z)
 
 
@@ -359,7 +359,10 @@ def composite_loss(
 #: networks with a bounded log-scale, checkerboard couplings at full
 #: resolution, a learned dequantizer, a logit with a tiny α), made narrower so
 #: that a step with all three terms (an inverse pass, two forward passes and
-#: their backward passes) stays well under a second on one CPU core.
+#: their backward passes) stays well under a second on one CPU core; its base
+#: reads each latent in the cosine basis (``base="spectral"``,
+#: :class:`course_utils.glow_layers.SpectralGlowBase`), so a background of one
+#: colour across the image is a single latent coordinate per channel.
 PLAYGROUND_MODEL: dict = {
     "shape": (3, 28, 28),
     "levels": 2,
@@ -372,13 +375,13 @@ PLAYGROUND_MODEL: dict = {
     "dequantizer": 2,
     "dequantizer_hidden": 16,
     "logit_alpha": 1e-5,
+    "base": "spectral",
 }
 
 #: How the shipped ``glow-coloured-mnist`` was pretrained on the NLL alone
 #: (``python -m course_utils.pretrained make glow-coloured-mnist ...``): Adam at
-#: 1e-3 for the first 8,136 steps (its first 45 minutes on one CPU core), then at
-#: 2e-4, which lowers the held-out bits/dim at once (batches of 16 make the
-#: larger steps noisy).
+#: 1e-3 for the first 12,000 steps, then at 2e-4 (batches of 16 make the larger
+#: steps noisy once the curve flattens).
 PRETRAIN_RECIPE: dict = {
     "model": PLAYGROUND_MODEL,
     "optimizer": "adam",
@@ -387,7 +390,7 @@ PRETRAIN_RECIPE: dict = {
     "warmup_steps": 100,
     "batch_size": 16,
     "max_grad_norm": 100.0,
-    "lr_drop": (8136, 0.2),
+    "lr_drop": (12000, 0.2),
 }
 
 #: How lesson 09 and its playground fine-tune that model with the composite loss:

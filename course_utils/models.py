@@ -26,6 +26,7 @@ from torch import nn
 from course_utils.checks import check_float, check_int
 from course_utils.glow_layers import (
     MaskedAffineCoupling,
+    SpectralGlowBase,
     VariationalDequantizer,
     checkerboard,
     glow_block,
@@ -105,6 +106,11 @@ class GlowConfig:
         scale_map: ``"sigmoid"`` (Glow) or ``"exp"`` (RealNVP) ``"conv"`` coupling scale.
         logit_alpha: if set, the flow starts with ``logit(α + (1 − 2α) u)``;
             None models ``u`` directly.
+        base: each level's base distribution: ``"channel"`` is normflows'
+            ``GlowBase`` (one mean and scale per channel, every position
+            independent); ``"spectral"`` is
+            :class:`course_utils.glow_layers.SpectralGlowBase` (a mean and scale
+            per cosine wave, so a whole-image colour is one latent coordinate).
     """
 
     shape: tuple[int, int, int] = (1, 28, 28)
@@ -120,6 +126,7 @@ class GlowConfig:
     split_mode: str = "channel"
     scale_map: str = "sigmoid"
     logit_alpha: float | None = None
+    base: str = "channel"
 
     def per_level(self, name: str) -> tuple[int, ...]:
         """``blocks`` or ``hidden`` as one value per level, finest first."""
@@ -178,6 +185,8 @@ class Glow(nn.Module):
                 f"reach {h // 2**cfg.levels}×{w // 2**cfg.levels} at level {cfg.levels}; "
                 "use split_mode='channel' or fewer levels"
             )
+        if cfg.base not in ("channel", "spectral"):
+            raise ValueError(f"base must be 'channel' or 'spectral', got {cfg.base!r}")
         if cfg.net not in ("conv", "gated"):
             raise ValueError(f"net must be 'conv' or 'gated', got {cfg.net!r}")
         if cfg.full_res and (h % 2 or w % 2):
@@ -225,7 +234,11 @@ class Glow(nn.Module):
             else:
                 f = 2**big_l
                 latent = (c * 2 * f, h // f, w // f)
-            q0.append(nf.distributions.GlowBase(latent))
+            q0.append(
+                SpectralGlowBase(latent)
+                if cfg.base == "spectral"
+                else nf.distributions.GlowBase(latent)
+            )
         transform = nf.transforms.Logit(cfg.logit_alpha) if cfg.logit_alpha is not None else None
         self.flow = nf.MultiscaleFlow(q0, flows, merges, transform=transform, class_cond=False)
         self.dequantizer = (
@@ -592,9 +605,15 @@ def make_optimizer(
 
 
 def glow_checkpoint_state(model: Glow) -> dict:
-    """What a checkpoint must hold besides the weights to rebuild ``model``."""
+    """What a checkpoint must hold besides the weights to rebuild ``model``.
+
+    A setting added after checkpoints were first written (``base``) is recorded
+    only where it differs from its default, so those checkpoints still resume.
+    """
     cfg = asdict(model.config)
     cfg["shape"] = list(cfg["shape"])
+    if cfg["base"] == GlowConfig.base:
+        del cfg["base"]
     return {"config": cfg}
 
 

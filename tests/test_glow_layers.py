@@ -8,6 +8,8 @@ import torch
 from course_utils.glow_layers import (
     GatedConvNet,
     MaskedAffineCoupling,
+    SpectralGlowBase,
+    base_from_noise,
     channel_mask,
     checkerboard,
     glow_block,
@@ -94,3 +96,68 @@ def test_glow_block_inverts(rng, coupling) -> None:
     torch.testing.assert_close(log_det, torch.zeros(3, dtype=torch.float64), atol=1e-8, rtol=0)
     with pytest.raises(ValueError, match="coupling must be"):
         glow_block(4, 8, coupling="nope")
+
+
+def _random_spectral_base(shape=(2, 3, 4)) -> SpectralGlowBase:
+    torch.manual_seed(0)
+    base = SpectralGlowBase(shape)
+    with torch.no_grad():
+        base.loc.normal_()
+        base.log_scale.normal_(0, 0.5)
+    return base
+
+
+def test_spectral_base_is_the_gaussian_with_that_covariance() -> None:
+    # Independently: z = (D_H ⊗ D_W)ᵀ c with c ~ N(loc, diag(scale²)), per channel.
+    from torch.distributions import MultivariateNormal
+
+    from course_utils.glow_layers import dct_matrix
+
+    base = _random_spectral_base()
+    rotation = torch.kron(dct_matrix(3), dct_matrix(4)).double().T
+    z = torch.randn(5, 2, 3, 4)
+    want = 0
+    for c in range(2):
+        mean = rotation @ base.loc[0, c].double().flatten()
+        var = base.log_scale[0, c].double().exp().flatten() ** 2
+        cov = rotation @ torch.diag(var) @ rotation.T
+        want = want + MultivariateNormal(mean, cov).log_prob(z[:, c].double().flatten(1))
+    torch.testing.assert_close(base.log_prob(z).double(), want, rtol=0, atol=1e-4)
+    # Row 0 of the cosine basis is the mean: a constant image is one coefficient.
+    flat = torch.einsum("ha,ab,wb->hw", dct_matrix(3), torch.ones(3, 4), dct_matrix(4))
+    assert flat[0, 0] == pytest.approx(12**0.5) and flat.flatten()[1:].abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("temperature", [None, 0.5])
+def test_spectral_base_samples_score_as_they_were_drawn(temperature) -> None:
+    base = _random_spectral_base()
+    base.temperature = temperature
+    z, log_p = base(2000)
+    torch.testing.assert_close(base.log_prob(z), log_p, rtol=0, atol=1e-3)
+    # The draws have the stated mean and spread in the cosine basis.
+    from course_utils.glow_layers import dct_matrix
+
+    coeffs = torch.einsum("ha,ncab,wb->nchw", dct_matrix(3), z.detach(), dct_matrix(4))
+    scale = base.log_scale.detach().exp() * (temperature or 1.0)
+    error = float(4 * scale.max() / 2000**0.5)  # four standard errors of a mean of 2000
+    torch.testing.assert_close(coeffs.mean(0), base.loc[0].detach(), rtol=0, atol=error)
+    torch.testing.assert_close(coeffs.std(0), scale[0], rtol=0.1, atol=0)
+
+
+def test_base_from_noise_draws_as_the_base_does() -> None:
+    import normflows as nf
+
+    glow_base = nf.distributions.GlowBase((2, 3, 4))
+    with torch.no_grad():
+        for p in glow_base.parameters():
+            p.normal_(0, 0.3)
+    for base in (_random_spectral_base(), glow_base):
+        torch.manual_seed(1)
+        z, _ = base(3)
+        torch.manual_seed(1)
+        eps = torch.randn(3, 2, 3, 4)
+        torch.testing.assert_close(base_from_noise(base, eps), z)
+        base_from_noise(base, eps).sum().backward()  # gradients reach the base's parameters
+        assert all(p.grad is not None for p in base.parameters())
+    with pytest.raises(TypeError, match="not a Glow base"):
+        base_from_noise(torch.nn.Linear(2, 2), eps)

@@ -27,9 +27,16 @@ def tiny(rng: torch.Generator) -> Glow:
     return model
 
 
-@pytest.mark.parametrize("shape,logit", [((1, 28, 28), None), ((3, 28, 28), 0.05)])
-def test_glow_inverts(rng: torch.Generator, shape, logit) -> None:
-    model = Glow(shape=shape, logit_alpha=logit, **TINY)
+@pytest.mark.parametrize(
+    "shape,logit,base",
+    [
+        ((1, 28, 28), None, "channel"),
+        ((3, 28, 28), 0.05, "channel"),
+        ((3, 28, 28), 0.05, "spectral"),
+    ],
+)
+def test_glow_inverts(rng: torch.Generator, shape, logit, base) -> None:
+    model = Glow(shape=shape, logit_alpha=logit, base=base, **TINY)
     x = torch.rand(4, *shape, generator=rng) * 0.98 + 0.01
     with torch.no_grad():
         model.log_prob(x)  # ActNorm's data-dependent initialisation
@@ -215,9 +222,7 @@ def test_train_glow_initialises_before_training(tmp_path, shared_data, monkeypat
     monkeypatch.setattr(Glow, "log_prob", spy)
     recipe = {"model": TINY, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0}
     recipe |= {"warmup_steps": 2, "batch_size": 16}
-    train_glow(
-        "mnist", 0.01, recipe, "cpu", tmp_path / "g.pt", eval_images=16, steps_per_epoch=2
-    )
+    train_glow("mnist", 0.01, recipe, "cpu", tmp_path / "g.pt", eval_images=16, steps_per_epoch=2)
     assert seen and all(seen)
 
 
@@ -321,6 +326,11 @@ def test_cli_refuses_to_resume_another_dataset(tmp_path, shared_data, capsys) ->
     err = capsys.readouterr().err
     assert "dataset: saved 'mnist', here 'fashion-mnist'" in err and "--fresh" in err
     assert load_checkpoint(ckpt)["history"] == before
+    # A 3-channel recipe on grey digits is refused before anything is written.
+    other = tmp_path / "other.pt"
+    assert main(["--checkpoint", str(other), "--recipe", "playground", "--minutes", "0.01"]) == 2
+    assert "is for 3-channel images, but mnist has 1" in capsys.readouterr().err
+    assert not other.exists()
 
 
 def test_an_actnorm_the_data_does_not_reach_leaves_the_others_alone(
@@ -377,3 +387,24 @@ def test_non_finite_draws_are_redrawn_or_refused(tiny: Glow, monkeypatch) -> Non
     monkeypatch.setattr(tiny, "_draw", lambda n, t: torch.full((n, 1, 28, 28), float("nan")))
     with pytest.raises(RuntimeError, match="stayed non-finite after 20 redraws"):
         tiny.sample(3)
+
+
+def test_a_spectral_glow_reloads_and_older_checkpoints_keep_their_config(tmp_path, rng) -> None:
+    from course_utils.glow_layers import SpectralGlowBase
+    from course_utils.models import glow_checkpoint_state
+
+    model = Glow(shape=(3, 28, 28), base="spectral", logit_alpha=0.05, **TINY)
+    assert all(isinstance(q, SpectralGlowBase) for q in model.flow.q0)
+    x = torch.rand(3, 3, 28, 28, generator=rng) * 0.98 + 0.01
+    with torch.no_grad():
+        want = model.log_prob(x)
+    extra = glow_checkpoint_state(model)
+    assert extra["config"]["base"] == "spectral"
+    path = save_checkpoint(tmp_path / "s.pt", {"model": model.state_dict(), "extra": extra})
+    loaded, _ = load_glow(path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.log_prob(x), want, rtol=0, atol=0)
+    # The default base is not written, so checkpoints from before the setting compare equal.
+    assert "base" not in glow_checkpoint_state(Glow(**TINY))["config"]
+    with pytest.raises(ValueError, match="base must be 'channel' or 'spectral'"):
+        Glow(base="dct", **TINY)
