@@ -27,6 +27,8 @@ maps data → latent, and each returns the log|det| of the map it applies.
 
 from __future__ import annotations
 
+import math
+
 import normflows as nf
 import torch
 import torch.nn.functional as F
@@ -293,29 +295,32 @@ class SpectralGlowBase(nf.distributions.BaseDistribution):
         self.log_scale = nn.Parameter(torch.zeros(1, c, h, w))
         self.temperature: float | None = None  # set by MultiscaleFlow.set_temperature
 
-    def _log_scale(self) -> Tensor:
-        t = self.temperature
-        return self.log_scale + (0.0 if t is None else float(torch.tensor(t).log()))
-
     def _gauss(self, eps: Tensor, log_scale: Tensor) -> Tensor:
-        d = eps[0].numel()
+        """``log N`` of coefficients with standardised values ``eps``, log-scales ``log_scale``."""
         return (
-            -0.5 * d * torch.log(torch.tensor(2 * torch.pi))
+            -0.5 * eps[0].numel() * math.log(2 * math.pi)
             - log_scale.expand_as(eps).flatten(1).sum(1)
             - 0.5 * eps.pow(2).flatten(1).sum(1)
         )
 
+    def _temperature_log(self) -> float:
+        return 0.0 if self.temperature is None else math.log(self.temperature)
+
     def from_noise(self, eps: Tensor) -> Tensor:
-        """The latent ``z`` that standard normal noise ``eps`` ``(n, C, H, W)`` stands for."""
-        coeffs = self.loc + self._log_scale().exp() * eps
+        """The latent ``z`` that standard normal noise ``eps`` ``(n, C, H, W)`` stands for.
+
+        The temperature is not applied: noise ``T · eps`` stands for a draw at ``T``.
+        """
+        coeffs = self.loc + self.log_scale.exp() * eps
         return torch.einsum("ha,nchw,wb->ncab", self.d_h, coeffs, self.d_w)  # Dᵀ c D
 
     def forward(self, num_samples: int = 1, y=None) -> tuple[Tensor, Tensor]:
         eps = torch.randn((num_samples, *self.shape), dtype=self.loc.dtype, device=self.loc.device)
-        return self.from_noise(eps), self._gauss(eps, self._log_scale())
+        t = math.exp(self._temperature_log())
+        return self.from_noise(t * eps), self._gauss(eps, self.log_scale + self._temperature_log())
 
     def log_prob(self, z: Tensor, y=None) -> Tensor:
-        log_scale = self._log_scale()
+        log_scale = self.log_scale + self._temperature_log()
         coeffs = torch.einsum("ha,ncab,wb->nchw", self.d_h, z, self.d_w)  # D z Dᵀ
         return self._gauss((coeffs - self.loc) / log_scale.exp(), log_scale)
 
@@ -328,11 +333,7 @@ def base_from_noise(base: nn.Module, eps: Tensor) -> Tensor:
     temperature is not applied (scale ``eps`` for that).
     """
     if isinstance(base, SpectralGlowBase):
-        saved, base.temperature = base.temperature, None
-        try:
-            return base.from_noise(eps)
-        finally:
-            base.temperature = saved
+        return base.from_noise(eps)
     if isinstance(base, nf.distributions.GlowBase):
         loc = base.loc * torch.exp(base.loc_logs * base.logscale_factor)
         log_scale = base.log_scale * torch.exp(base.log_scale_logs * base.logscale_factor)
