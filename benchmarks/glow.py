@@ -89,7 +89,7 @@ def measure(model, name: str, dataset: str, test: torch.Tensor) -> dict:
             g = torch.Generator().manual_seed(1)
             bpd = float(torch.cat([model.bits_per_dim_each(b, g) for b in test.split(250)]).mean())
         else:
-            bpd = model.bits_per_dim(test, batch_size=250, seed=1)
+            bpd = model.bits_per_dim(test, seed=1)
     point: dict = {"test_bpd": round(bpd, 4)}
     if dataset == "mnist":
         classifier = pretrained.load("digit-classifier")

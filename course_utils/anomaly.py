@@ -31,7 +31,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from course_utils.metrics import bits_per_dim_each
-from course_utils.models import log_prob_in_batches
+from course_utils.models import BATCH_CHUNK, log_prob_in_batches
 from course_utils.plots import PALETTE, figure_and_axes, finish_axes
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
@@ -70,7 +70,7 @@ def _uint8_images(name: str, images: torch.Tensor | np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def image_bits_per_dim(
-    model: torch.nn.Module, x: torch.Tensor, batch_size: int = 500
+    model: torch.nn.Module, x: torch.Tensor, batch_size: int = BATCH_CHUNK
 ) -> torch.Tensor:
     """Bits per dimension of every image, under a model with ``log_prob`` and ``num_dims``.
 

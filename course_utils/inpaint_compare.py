@@ -37,7 +37,7 @@ from course_utils.inpaint import (
     neighbours,
     zero_fill,
 )
-from course_utils.models import log_prob_in_batches
+from course_utils.models import BATCH_CHUNK, log_prob_in_batches
 
 Tensor = torch.Tensor
 
@@ -66,7 +66,7 @@ def flow_kernel_inpaint(
     k: int = NEIGHBOURS,
     bandwidth: float = FLOW_BANDWIDTH,
     temperature: float = FLOW_TEMPERATURE,
-    batch_size: int = 512,
+    batch_size: int = BATCH_CHUNK,
 ) -> InpaintResult:
     """:func:`course_utils.inpaint.kernel_fill` with the flow's vote on each neighbour's hole.
 

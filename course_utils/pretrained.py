@@ -170,7 +170,7 @@ def measure_glow(model: nn.Module, dataset: str, samples: int = 1000) -> dict[st
     _, test = image_splits(dataset)
     model.eval()
     figures: dict[str, Any] = {
-        "test_bits_per_dim": round(model.bits_per_dim(test, batch_size=250, seed=1), 4),
+        "test_bits_per_dim": round(model.bits_per_dim(test, seed=1), 4),
         "test_images": len(test),
     }
     if dataset == "mnist":
@@ -204,7 +204,7 @@ def measure_coloured_glow(model: nn.Module, samples: int = 1000) -> dict[str, An
     _, test = coloured_splits("mnist", seed=0)
     model.eval()
     figures: dict[str, Any] = {
-        "test_bits_per_dim": round(model.bits_per_dim(test, batch_size=250, seed=1), 4),
+        "test_bits_per_dim": round(model.bits_per_dim(test, seed=1), 4),
         "test_images": len(test),
     }
     classifier = load("digit-classifier")
