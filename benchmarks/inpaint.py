@@ -184,7 +184,14 @@ def main() -> None:
     per_image = {}
     if args.resume and args.out.exists():
         old = json.loads(args.out.read_text())
+        if old.get("model") != model_info or old.get("images_per_mask") != len(test):
+            sys.exit(
+                f"{args.out} was measured on another model or number of digits "
+                f"({old.get('model')}, {old.get('images_per_mask')} digits); "
+                "run without --resume to start afresh"
+            )
         result["rows"] = old["rows"]
+        result["masks"] = old.get("masks", {}) | result["masks"]
         per_image = {(r["mask"], r["method"]): r["psnr_per_image"] for r in old["rows"]}
     for kind in args.masks:
         mk, kw, _ = MASKS[kind]
