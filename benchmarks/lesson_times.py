@@ -158,6 +158,10 @@ def run_notebook(
             "MPLBACKEND": "Agg",
             **env,
         }
+        for name in ("COURSE_DATA_DIR", "COURSE_CACHE_DIR", "COURSE_FIGURES_DIR"):
+            # The kernel runs in notebooks/: a relative path keeps the meaning it has here.
+            if kernel_env.get(name, "").strip():
+                kernel_env[name] = str(Path(kernel_env[name]).expanduser().resolve())
         if not keep:
             kernel_env["COURSE_FIGURES_DIR"] = str(Path(tmp) / "figures")
         if cache == "fresh":

@@ -167,6 +167,12 @@ def test_run_notebook_times_a_tiny_notebook_and_reports_a_failure(tmp_path: Path
     nbformat.write(nb, path)
     kept = lt.run_notebook(path, "fast", {}, "fresh", timeout=60, keep=True)
     assert kept["ok"] and nbformat.read(path, as_version=4).cells[0].outputs[0].text == "1\n"
+    nb.cells = [nbformat.v4.new_code_cell("import os\nprint(os.environ['COURSE_DATA_DIR'])")]
+    nbformat.write(nb, path)
+    env = {"COURSE_DATA_DIR": "some/where"}  # relative to here, not to the notebook's folder
+    kept = lt.run_notebook(path, "fast", env, "fresh", timeout=60, keep=True)
+    text = nbformat.read(path, as_version=4).cells[0].outputs[0].text
+    assert kept["ok"] and text == f"{Path('some/where').resolve()}\n"
     with pytest.raises(ValueError, match="cannot be combined"):
         lt.run_notebook(path, "fast", {}, "fresh", keep=True, settings={"X": "1"})
     nb.cells = [nbformat.v4.new_code_cell("import os\nos._exit(1)")]  # the kernel dies
