@@ -15,7 +15,7 @@ from torch import nn
 
 from course_utils import inpaint as ip
 from course_utils import inpaint_flow as fl
-from course_utils.models import Glow
+from course_utils.models import BATCH_CHUNK, Glow
 
 pytestmark = pytest.mark.usefixtures("rng")
 
@@ -172,6 +172,22 @@ def test_a_mala_step_moves_only_the_hole_and_rejects_proposals_outside_the_suppo
     # A huge step lands outside [0, 1]: rejected, acceptance 0, the state stays.
     far, _, _, a = fl.mala_step(g.log_prob, y, lp, grad, hole, 100.0, 0.0, 1.0)
     assert torch.equal(far, y) and (a == 0).all()
+
+
+def test_gradients_and_decodings_in_chunks_equal_one_pass(model):
+    n = BATCH_CHUNK + 7  # two chunks, the second a short one
+    y = torch.rand(n, 1, 28, 28)  # images in [0, 1]
+    hole = torch.rand(n, 1, 28, 28) < 0.5
+    lp, grad = fl.log_prob_and_grad(model.log_prob, y, hole)
+    with torch.enable_grad():
+        y_all = y.clone().requires_grad_(True)
+        lp_all = model.log_prob(y_all)
+        (grad_all,) = torch.autograd.grad(lp_all.sum(), y_all)
+    torch.testing.assert_close(lp, lp_all.detach())
+    torch.testing.assert_close(grad, torch.where(hole, grad_all, torch.zeros_like(grad_all)))
+    z = model.sample_latents(n, 0.7)
+    with torch.no_grad():
+        torch.testing.assert_close(fl.decode_in_chunks(model, z), model.decode(z))
 
 
 def test_the_sampler_draws_the_known_posterior_of_a_gaussian():
