@@ -18,6 +18,10 @@ Usage::
 
     .venv/bin/python benchmarks/weight_average.py --out benchmarks/results/weight_average.json
     .venv/bin/python benchmarks/weight_average.py --minutes 0.2 --samples 100 --out /tmp/w.json
+    .venv/bin/python benchmarks/weight_average.py --model base=spectral --out /tmp/spectral.json
+
+``--model KEY=VALUE`` changes the recipe's model (a :class:`course_utils.models.GlowConfig`
+field; the value is read as JSON, else as a string).
 """
 
 from __future__ import annotations
@@ -67,6 +71,22 @@ class WeightAverages:
         return out.eval()
 
 
+def model_overrides(pairs: list[str]) -> dict:
+    """``["base=spectral", "hidden=[64, 96]"]`` -> ``{"base": "spectral", "hidden": [64, 96]}``."""
+    from course_utils.models import GlowConfig
+
+    out: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in GlowConfig.__dataclass_fields__:
+            raise SystemExit(f"--model wants KEY=VALUE with KEY a GlowConfig field, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def measure(model: torch.nn.Module, held_out: torch.Tensor, samples: int) -> dict:
     from course_utils.digits import recognisable
     from course_utils.pretrained import load
@@ -88,12 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decays", type=float, nargs="+", default=[0.99, 0.995, 0.999, 0.9995])
     parser.add_argument("--validation", type=int, default=2000)
     parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--model", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/weight_average.json")
     args = parser.parse_args(argv)
 
     from course_utils.data import image_splits
     from course_utils.glow_train import COURSE_RECIPE, train_glow
 
+    recipe = {**COURSE_RECIPE, "model": {**COURSE_RECIPE["model"], **model_overrides(args.model)}}
     torch.set_num_threads(1)
     averages = WeightAverages(args.decays)
     handle = register_optimizer_step_post_hook(averages.update)
@@ -101,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         model, history = train_glow(
             "mnist",
             minutes=args.minutes,
-            recipe=COURSE_RECIPE,
+            recipe=recipe,
             checkpoint=Path(tmp) / "run.pt",
             validation=args.validation,
             progress=False,
@@ -115,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         rows[f"average, decay {d:g}"] = measure(averages.model(model, d), held_out, args.samples)
     result = {
         "what": "the course recipe on MNIST, raw weights and moving averages of the same run",
+        "model_changes": model_overrides(args.model),
         "data": f"trained on MNIST's first {60000 - args.validation:,} training digits; "
         f"bits/dim on the last {args.validation:,} training digits (held out)",
         "minutes": args.minutes,
