@@ -21,7 +21,8 @@ Usage::
     .venv/bin/python benchmarks/weight_average.py --model base=spectral --out /tmp/spectral.json
 
 ``--model KEY=VALUE`` changes the recipe's model (a :class:`course_utils.models.GlowConfig`
-field; the value is read as JSON, else as a string).
+field), ``--recipe KEY=VALUE`` one of its training settings (``lr``, ``batch_size``, ...);
+a value is read as JSON, else as a string.
 """
 
 from __future__ import annotations
@@ -71,15 +72,13 @@ class WeightAverages:
         return out.eval()
 
 
-def model_overrides(pairs: list[str]) -> dict:
+def overrides(pairs: list[str], keys: object) -> dict:
     """``["base=spectral", "hidden=[64, 96]"]`` -> ``{"base": "spectral", "hidden": [64, 96]}``."""
-    from course_utils.models import GlowConfig
-
     out: dict = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or key not in GlowConfig.__dataclass_fields__:
-            raise SystemExit(f"--model wants KEY=VALUE with KEY a GlowConfig field, got {pair!r}")
+        if not sep or key not in keys:
+            raise SystemExit(f"wanted KEY=VALUE with KEY one of {sorted(keys)}, got {pair!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -109,13 +108,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation", type=int, default=2000)
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--model", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--recipe", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/weight_average.json")
     args = parser.parse_args(argv)
 
     from course_utils.data import image_splits
     from course_utils.glow_train import COURSE_RECIPE, train_glow
+    from course_utils.models import GlowConfig
 
-    recipe = {**COURSE_RECIPE, "model": {**COURSE_RECIPE["model"], **model_overrides(args.model)}}
+    model_changes = overrides(args.model, GlowConfig.__dataclass_fields__)
+    recipe_changes = overrides(args.recipe, set(COURSE_RECIPE) - {"model"})
+    recipe = {
+        **COURSE_RECIPE,
+        **recipe_changes,
+        "model": {**COURSE_RECIPE["model"], **model_changes},
+    }
     torch.set_num_threads(1)
     averages = WeightAverages(args.decays)
     handle = register_optimizer_step_post_hook(averages.update)
@@ -137,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         rows[f"average, decay {d:g}"] = measure(averages.model(model, d), held_out, args.samples)
     result = {
         "what": "the course recipe on MNIST, raw weights and moving averages of the same run",
-        "model_changes": model_overrides(args.model),
+        "model_changes": model_changes,
+        "recipe_changes": recipe_changes,
         "data": f"trained on MNIST's first {60000 - args.validation:,} training digits; "
         f"bits/dim on the last {args.validation:,} training digits (held out)",
         "minutes": args.minutes,
