@@ -17,7 +17,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import subprocess
 import sys
@@ -38,21 +37,11 @@ VALIDATION = 2000  # the last training digits, held out from training
 EVAL_IMAGES = 1000
 
 
-def variant_recipe(changes: dict) -> dict:
-    """The course recipe with ``changes`` applied (model keys go into ``model``)."""
-    from course_utils.glow_train import COURSE_RECIPE
-
-    recipe = copy.deepcopy(COURSE_RECIPE)
-    for key, value in changes.items():
-        (recipe["model"] if key in recipe["model"] else recipe)[key] = value
-    return recipe
-
-
 def worker(name: str, minutes: float, out: Path) -> None:
     torch.set_num_threads(1)
-    from course_utils.glow_train import train_glow
+    from course_utils.glow_train import recipe_with, train_glow
 
-    recipe = variant_recipe({} if name == RECIPE else VARIANTS[name])
+    recipe = recipe_with({} if name == RECIPE else VARIANTS[name])
     with tempfile.TemporaryDirectory() as tmp:
         _, h = train_glow(
             "mnist",

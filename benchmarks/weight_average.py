@@ -87,15 +87,11 @@ def overrides(pairs: list[str], keys: object) -> dict:
 
 
 def measure(model: torch.nn.Module, held_out: torch.Tensor, samples: int) -> dict:
-    from course_utils.digits import recognisable
-    from course_utils.pretrained import load
+    from course_utils.pretrained import recognisable_samples
 
-    classifier = load("digit-classifier")
     model.eval()
     row: dict = {"held_out_bits_per_dim": round(model.bits_per_dim(held_out, seed=1), 4)}
-    for t in (0.7, 1.0):
-        torch.manual_seed(0)
-        r = recognisable(classifier, model.sample(samples, temperature=t))
+    for t, r in recognisable_samples(model, samples).items():
         row[f"recognisable_T{t}"] = round(r.share, 4)
         row[f"digits_drawn_T{t}"] = r.digits_drawn
     return row
@@ -113,16 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from course_utils.data import image_splits
-    from course_utils.glow_train import COURSE_RECIPE, train_glow
+    from course_utils.glow_train import COURSE_RECIPE, recipe_with, train_glow
     from course_utils.models import GlowConfig
 
     model_changes = overrides(args.model, GlowConfig.__dataclass_fields__)
     recipe_changes = overrides(args.recipe, set(COURSE_RECIPE) - {"model"})
-    recipe = {
-        **COURSE_RECIPE,
-        **recipe_changes,
-        "model": {**COURSE_RECIPE["model"], **model_changes},
-    }
+    recipe = recipe_with({**model_changes, **recipe_changes})
     torch.set_num_threads(1)
     averages = WeightAverages(args.decays)
     handle = register_optimizer_step_post_hook(averages.update)

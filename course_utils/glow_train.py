@@ -14,6 +14,7 @@ Direction convention, as in ``normflows``: ``forward`` maps latent → data,
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -116,6 +117,31 @@ RECIPES = {
 #: :func:`course_utils.data.image_splits`, and MNIST's digits coloured by
 #: :func:`course_utils.data.coloured_splits` (lesson 09).
 GLOW_DATASETS = ("mnist", "fashion-mnist", "coloured-mnist")
+
+
+def recipe_with(changes: dict, recipe: dict | None = None) -> dict:
+    """A copy of ``recipe`` (default :data:`COURSE_RECIPE`) with ``changes`` applied.
+
+    A key that names a :class:`course_utils.models.GlowConfig` field changes the
+    model; any other must be one of the recipe's training settings (``lr``,
+    ``batch_size``, ...)::
+
+        recipe_with({"base": "spectral", "lr": 2e-3})
+    """
+    from course_utils.models import GlowConfig
+
+    out = copy.deepcopy(COURSE_RECIPE if recipe is None else recipe)
+    for key, value in changes.items():
+        if key in GlowConfig.__dataclass_fields__:
+            out["model"][key] = value
+        elif key in out and key != "model":
+            out[key] = value
+        else:
+            settings = sorted(set(out) - {"model"})
+            raise ValueError(
+                f"unknown recipe change {key!r}: not a GlowConfig field nor one of {settings}"
+            )
+    return out
 
 
 def recipes() -> dict[str, dict]:

@@ -157,6 +157,21 @@ def table(folder: str | os.PathLike | None = None) -> str:
     return "\n".join(rows)
 
 
+def recognisable_samples(
+    model: nn.Module, samples: int = 1000, temperatures: tuple[float, ...] = (0.7, 1.0)
+) -> dict[float, Any]:
+    """:func:`course_utils.digits.recognisable` of ``samples`` draws of an MNIST Glow at each
+    temperature (sampling seeded with 0 before each), by the shipped digit classifier."""
+    from course_utils.digits import recognisable
+
+    classifier = load("digit-classifier")
+    out = {}
+    for t in temperatures:
+        torch.manual_seed(0)
+        out[t] = recognisable(classifier, model.sample(samples, temperature=t))
+    return out
+
+
 def measure_glow(model: nn.Module, dataset: str, samples: int = 1000) -> dict[str, Any]:
     """The figures a Glow's manifest records, measured on the official test split.
 
@@ -165,7 +180,6 @@ def measure_glow(model: nn.Module, dataset: str, samples: int = 1000) -> dict[st
     (:mod:`course_utils.digits`, sampling seeded with 0).
     """
     from course_utils.data import image_splits
-    from course_utils.digits import recognisable
 
     _, test = image_splits(dataset)
     model.eval()
@@ -174,10 +188,7 @@ def measure_glow(model: nn.Module, dataset: str, samples: int = 1000) -> dict[st
         "test_images": len(test),
     }
     if dataset == "mnist":
-        classifier = load("digit-classifier")
-        for t in (0.7, 1.0):
-            torch.manual_seed(0)
-            r = recognisable(classifier, model.sample(samples, temperature=t))
+        for t, r in recognisable_samples(model, samples).items():
             figures[f"recognisable_T{t}"] = {
                 "share": round(r.share, 4),
                 "digits_drawn": r.digits_drawn,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
@@ -408,3 +409,16 @@ def test_a_spectral_glow_reloads_and_older_checkpoints_keep_their_config(tmp_pat
     assert "base" not in glow_checkpoint_state(Glow(**TINY))["config"]
     with pytest.raises(ValueError, match="base must be 'channel' or 'spectral'"):
         Glow(base="dct", **TINY)
+
+
+def test_recipe_with_routes_model_and_training_changes_and_refuses_unknown_keys() -> None:
+    from course_utils.glow_train import COURSE_RECIPE, recipe_with
+
+    before = json.dumps(COURSE_RECIPE, sort_keys=True, default=str)
+    r = recipe_with({"base": "spectral", "dequantizer": 0, "lr": 2e-3, "batch_size": 32})
+    assert r["model"]["base"] == "spectral" and r["model"]["dequantizer"] == 0
+    assert r["lr"] == 2e-3 and r["batch_size"] == 32 and "base" not in r
+    assert json.dumps(COURSE_RECIPE, sort_keys=True, default=str) == before  # a copy
+    assert recipe_with({}) == COURSE_RECIPE
+    with pytest.raises(ValueError, match="unknown recipe change 'widht'"):
+        recipe_with({"widht": 3})
