@@ -52,13 +52,14 @@ class WeightAverages:
         self.steps = 0
 
     def update(self, optimizer: torch.optim.Optimizer, *_: object) -> None:
-        params = [p.detach() for g in optimizer.param_groups for p in g["params"]]
-        self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        if not self.params:  # the first step: the parameters, and views of them without autograd
+            self.params = [p for g in optimizer.param_groups for p in g["params"]]
+            self._values = [p.detach() for p in self.params]
+            self.sums = {d: [torch.zeros_like(p) for p in self._values] for d in self.decays}
         with torch.no_grad():
             for d in self.decays:
-                avg = self.sums.setdefault(d, [torch.zeros_like(p) for p in params])
-                torch._foreach_mul_(avg, d)
-                torch._foreach_add_(avg, params, alpha=1 - d)
+                torch._foreach_mul_(self.sums[d], d)
+                torch._foreach_add_(self.sums[d], self._values, alpha=1 - d)
         self.steps += 1
 
     def model(self, model: torch.nn.Module, decay: float) -> torch.nn.Module:
