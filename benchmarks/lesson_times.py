@@ -300,7 +300,7 @@ def readme_cell(runs: list[dict], lesson: str) -> str:
         return "not measured"
     cell = _minutes(found[""]["seconds"])
     if "mine" in found:
-        cell += f"; with `MODEL = \"mine\"`: {_minutes(found['mine']['seconds'])}"
+        cell += f'; with `MODEL = "mine"`: {_minutes(found["mine"]["seconds"])}'
     return cell
 
 
