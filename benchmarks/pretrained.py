@@ -13,6 +13,10 @@ does not reproduce is printed as a mismatch and the script exits with 1.
 Usage::
 
     .venv/bin/python benchmarks/pretrained.py --out benchmarks/results/pretrained.json
+
+writes the JSON report and, beside it, the printed table (``pretrained.txt``);
+``--table benchmarks/results/pretrained.json`` prints and writes the table of a
+report again without measuring anything.
 """
 
 from __future__ import annotations
@@ -72,23 +76,14 @@ def bench(name: str) -> dict:
     return row
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None, help="write the JSON report here")
-    args = parser.parse_args()
-    torch.set_num_threads(1)  # as the manifests were measured, so sums run in the same order
-    names = sorted(p.stem for p in pretrained.PRETRAINED_DIR.glob("*.json"))
-    rows = [bench(n) for n in names]
-    report = {
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}",
-        "target_load_seconds": TARGET_LOAD_SECONDS,
-        "models": rows,
-    }
-    print(f"shipped models ({report['machine']})")
-    print(f"{'name':22s} {'MB':>6s} {'load s':>7s}  manifest figures measured again")
+def table(report: dict) -> tuple[str, bool]:
+    """The report as the printed table, and whether every target was met and figure reproduced."""
+    lines = [
+        f"shipped models ({report['machine']})",
+        f"{'name':22s} {'MB':>6s} {'load s':>7s}  manifest figures measured again",
+    ]
     ok = True
-    for r in rows:
+    for r in report["models"]:
         note = ""
         if "measured" in r:
             m, f = r["manifest"], r["measured"]
@@ -100,10 +95,42 @@ def main() -> int:
                 )
             note += "  reproduced" if r["reproduced"] else "  MISMATCH"
             ok &= r["reproduced"]
-        ok &= r["load_seconds"] < TARGET_LOAD_SECONDS
-        print(f"{r['name']:22s} {r['megabytes']:6.2f} {r['load_seconds']:7.3f}  {note}")
+        ok &= r["load_seconds"] < report["target_load_seconds"]
+        lines.append(f"{r['name']:22s} {r['megabytes']:6.2f} {r['load_seconds']:7.3f}  {note}")
+    return "\n".join(lines), ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--out", type=Path, default=None, help="write the JSON report here (and its table as .txt)"
+    )
+    parser.add_argument(
+        "--table",
+        type=Path,
+        default=None,
+        help="measure nothing: print the table of this JSON report and write it beside it as .txt",
+    )
+    args = parser.parse_args()
+    if args.table:
+        text, ok = table(json.loads(args.table.read_text()))
+        print(text)
+        args.table.with_suffix(".txt").write_text(text + "\n")
+        return 0 if ok else 1
+    torch.set_num_threads(1)  # as the manifests were measured, so sums run in the same order
+    names = sorted(p.stem for p in pretrained.PRETRAINED_DIR.glob("*.json"))
+    rows = [bench(n) for n in names]
+    report = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}",
+        "target_load_seconds": TARGET_LOAD_SECONDS,
+        "models": rows,
+    }
+    text, ok = table(report)
+    print(text)
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
+        args.out.with_suffix(".txt").write_text(text + "\n")
     return 0 if ok else 1
 
 
