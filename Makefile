@@ -8,6 +8,10 @@ COURSE_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 LAB_ARGS ?=
 # The student copies that make test runs under nbval (all by default).
 STUDENT_NOTEBOOKS ?= student
+# Test processes (pytest-xdist; each file's tests, a notebook's cells, stay in one
+# process, in order). Waiting OpenMP threads sleep instead of spinning: two
+# processes of 2 threads on 2 cores then share them (spinning made both ~8x slower).
+TEST_WORKERS ?= 2
 # JupyterLab refuses to run as root unless told (containers, CI).
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
@@ -30,7 +34,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 test: $(STAMP) lint
-	COURSE_FAST=1 COURSE_DATA_DIR=$(COURSE_DATA_DIR) COURSE_CACHE_DIR=$(CURDIR)/.cache/test $(PY) -m pytest --doctest-modules course_utils tests \
+	COURSE_FAST=1 COURSE_DATA_DIR=$(COURSE_DATA_DIR) COURSE_CACHE_DIR=$(CURDIR)/.cache/test OMP_WAIT_POLICY=PASSIVE \
+		$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --doctest-modules course_utils tests \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks $(STUDENT_NOTEBOOKS)
 
 # Re-execute every lesson in full mode and keep its outputs (what is committed).
