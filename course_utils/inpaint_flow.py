@@ -338,6 +338,7 @@ def posterior_inpaint(
     init: str | Tensor = "latent",
     latent_steps: int = 60,
     spread: float = 0.25,
+    latent_lr: float = 0.05,
     generator: torch.Generator | None = None,
 ) -> InpaintResult:
     """Sample ``p(x_hole | x_known)`` with MALA; the estimate is the posterior mean.
@@ -372,6 +373,7 @@ def posterior_inpaint(
         init: the starts (see above).
         latent_steps: steps of the latent fits that start the chains.
         spread: the latent starts' scale.
+        latent_lr: the learning rate of those fits (:func:`latent_inpaint`'s ``lr``).
         generator: seeds the starts, the proposals and the accept/reject draws.
 
     Returns:
@@ -399,7 +401,7 @@ def posterior_inpaint(
         spreads = torch.full((b * chains,), float(spread))
         spreads[::chains] = 0.0
         starts = latent_inpaint(
-            model, x, m, steps=latent_steps, spread=spreads, generator=generator
+            model, x, m, steps=latent_steps, lr=latent_lr, spread=spreads, generator=generator
         ).images
     else:
         starts = init_hole(x, init, generator)

@@ -251,6 +251,14 @@ def test_the_sampler_on_a_glow_keeps_the_known_pixels_and_reports_its_chains(mod
         last = model.log_prob(samples.flatten(0, 1))
     torch.testing.assert_close(res.log_prob[-1], last, atol=0.5, rtol=1e-4)
     assert res.log_prob.shape == (7, 6) and res.extra["acceptance"].shape == (6,)
+    # latent_lr is the learning rate of those starting fits.
+    quick = fl.posterior_inpaint(
+        model, x, m, chains=3, steps=2, warmup=1, latent_steps=3, latent_lr=0.2,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    fast_fit = fl.latent_inpaint(model, x, m, steps=3, lr=0.2).images
+    torch.testing.assert_close(quick.extra["starts"][:, 0], fast_fit, atol=1e-5, rtol=0)
+    assert (fast_fit - fit).abs().max() > 1e-3
     with pytest.raises(ValueError, match="warmup must be below steps"):
         fl.posterior_inpaint(model, x, m, steps=3, warmup=3)
     with pytest.raises(ValueError, match="chains"):
