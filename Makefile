@@ -10,7 +10,7 @@ LAB_ARGS ?=
 STUDENT_NOTEBOOKS ?= student
 # Test processes (pytest-xdist; each file's tests, a notebook's cells, stay in one
 # process, in order). Waiting OpenMP threads sleep instead of spinning: two
-# processes of 2 threads on 2 cores then share them (spinning made both ~8x slower).
+# processes of 2 threads on 2 cores then share them (spinning made each about 9x slower).
 TEST_WORKERS ?= 2
 # JupyterLab refuses to run as root unless told (containers, CI).
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root,)
