@@ -203,14 +203,9 @@ def measure_coloured_glow(model: nn.Module, samples: int = 1000) -> dict[str, An
     """The figures of a coloured-MNIST Glow's manifest, on the official test digits, coloured.
 
     Test bits/dim on all 10,000 test digits (coloured with seed 1, noise seeded
-    with 1); for T = 0.7 and 1, the recognisable share of ``samples`` samples
-    (seeded with 0) read through :func:`course_utils.losses.ink`, and the
-    distance of their mean colour from the test digits'
-    (:func:`course_utils.losses.channel_mean_gap`).
+    with 1), and :func:`coloured_sample_figures`.
     """
     from course_utils.data import coloured_splits
-    from course_utils.digits import recognisable
-    from course_utils.losses import channel_mean_gap, ink
 
     _, test = coloured_splits("mnist", seed=0)
     model.eval()
@@ -218,11 +213,31 @@ def measure_coloured_glow(model: nn.Module, samples: int = 1000) -> dict[str, An
         "test_bits_per_dim": round(model.bits_per_dim(test, seed=1), 4),
         "test_images": len(test),
     }
+    return figures | coloured_sample_figures(model, samples)
+
+
+def coloured_sample_figures(model: nn.Module, samples: int = 1000) -> dict[str, Any]:
+    """A coloured-MNIST Glow's recognisable shares, the sample part of its manifest.
+
+    For T = 0.7 and 1, the recognisable share of ``samples`` samples (seeded
+    with 0) read through :func:`course_utils.losses.ink`, and the distance of
+    their mean colour from the coloured test digits'
+    (:func:`course_utils.losses.channel_mean_gap`); and the share of the first
+    ``samples`` real test digits, for calibration.
+    """
+    from course_utils.data import coloured_splits
+    from course_utils.digits import recognisable
+    from course_utils.losses import channel_mean_gap, ink
+
+    _, test = coloured_splits("mnist", seed=0)
+    model.eval()
     classifier = load("digit-classifier")
     real = test.float() / 255
-    figures["recognisable_real_test_digits"] = round(
-        recognisable(classifier, ink(real[:samples])).share, 4
-    )
+    figures: dict[str, Any] = {
+        "recognisable_real_test_digits": round(
+            recognisable(classifier, ink(real[:samples])).share, 4
+        )
+    }
     for t in (0.7, 1.0):
         torch.manual_seed(0)
         x = model.sample(samples, temperature=t)
