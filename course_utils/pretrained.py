@@ -213,23 +213,27 @@ def measure_coloured_glow(model: nn.Module, samples: int = 1000) -> dict[str, An
         "test_bits_per_dim": round(model.bits_per_dim(test, seed=1), 4),
         "test_images": len(test),
     }
-    return figures | coloured_sample_figures(model, samples)
+    return figures | coloured_sample_figures(model, samples, test)
 
 
-def coloured_sample_figures(model: nn.Module, samples: int = 1000) -> dict[str, Any]:
+def coloured_sample_figures(
+    model: nn.Module, samples: int = 1000, test: torch.Tensor | None = None
+) -> dict[str, Any]:
     """A coloured-MNIST Glow's recognisable shares, the sample part of its manifest.
 
     For T = 0.7 and 1, the recognisable share of ``samples`` samples (seeded
     with 0) read through :func:`course_utils.losses.ink`, and the distance of
     their mean colour from the coloured test digits'
     (:func:`course_utils.losses.channel_mean_gap`); and the share of the first
-    ``samples`` real test digits, for calibration.
+    ``samples`` real test digits, for calibration. ``test``: those coloured test
+    digits, if the caller has them already (else they are coloured here).
     """
     from course_utils.data import coloured_splits
     from course_utils.digits import recognisable
     from course_utils.losses import channel_mean_gap, ink
 
-    _, test = coloured_splits("mnist", seed=0)
+    if test is None:
+        _, test = coloured_splits("mnist", seed=0)
     model.eval()
     classifier = load("digit-classifier")
     real = test.float() / 255

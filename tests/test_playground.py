@@ -249,7 +249,7 @@ def test_the_shipped_model_reproduces_its_manifest(shared_data) -> None:
     _, test = coloured_splits("mnist", seed=0)
     held_out = model.bits_per_dim(test[:500], seed=1)
     assert held_out == pytest.approx(info["held_out_curve"][-1], abs=2e-4)
-    again = coloured_sample_figures(model)
+    again = coloured_sample_figures(model, test=test)
     assert again["recognisable_real_test_digits"] == info["recognisable_real_test_digits"]
     # Sampling is seeded; a classifier's verdict near its threshold may flip with the
     # number of threads, so a share may move by a few samples in 1,000.
