@@ -69,6 +69,19 @@ TUNE_K, TUNE_WIDTHS = (8, 16, 32), (0.5, 1.0, 2.0)
 TUNE_TEMPERATURES = (0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 
+def tuning_masks(kinds: list[str], n: int) -> dict[str, torch.Tensor]:
+    """The masks of the held-out training digits that settings are chosen on: seed 2 per type.
+
+    ``--tune`` and the benchmarks beside this one query the last ``n`` training
+    digits with these masks (the other training digits are the neighbours' pool).
+    """
+    out = {}
+    for kind in kinds:
+        mk, kw, _ = MASKS[kind]
+        out[kind] = ip.make_masks(mk, n, generator=torch.Generator().manual_seed(2), **kw)
+    return out
+
+
 def load_model(args):
     """The Glow to measure and what the results say about it."""
     if args.checkpoint:
@@ -249,9 +262,7 @@ def tune(model, train, args, model_info) -> None:
     queries, pool = train[-n:], train[:-n]
     psnr = {}  # (k, width, τ or None) → mask → per-image PSNR
     kinds = [k for k in args.masks if MASKS[k][2]]
-    for kind in kinds:
-        mk, kw, _ = MASKS[kind]
-        mask = ip.make_masks(mk, n, generator=torch.Generator().manual_seed(2), **kw)
+    for kind, mask in tuning_masks(kinds, n).items():
         # One pass of the flow over the largest k; smaller k are its first columns.
         res = ip.flow_kernel_inpaint(model, queries, mask, pool, k=max(TUNE_K))
         idx, dist, score = (res.extra[key] for key in ("index", "distance", "score"))

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import torch
-from inpaint import MASKS  # benchmarks/inpaint.py, beside this script
+from inpaint import MASKS, tuning_masks  # benchmarks/inpaint.py, beside this script
 
 from course_utils import inpaint as ip
 from course_utils import inpaint_flow as flow
@@ -74,12 +74,11 @@ def main() -> int:
     model = pretrained.load("glow-mnist")
     train, _ = image_splits("mnist")
     pool, images = ip.to_unit(train[: -args.images]), ip.to_unit(train[-args.images :])
-    mk, kw, _ = MASKS["squares"]
-    mask = ip.make_masks(mk, args.images, generator=torch.Generator().manual_seed(2), **kw)
+    mask = tuning_masks(["squares"], args.images)["squares"]
     report = {
         "images": args.images,
         "digits": f"the last {args.images} of MNIST's training split; pool: the other ones",
-        "mask": {"kind": mk, **kw, "seed": 2},
+        "mask": {"kind": MASKS["squares"][0], **MASKS["squares"][1], "seed": 2},
         "hardware": f"{platform.machine()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}",
         "command": "python " + " ".join(sys.argv),

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from inpaint import MASKS  # benchmarks/inpaint.py, beside this script
+from inpaint import tuning_masks  # benchmarks/inpaint.py, beside this script
 
 from course_utils import inpaint as ip
 from course_utils import inpaint_flow as flow
@@ -54,10 +54,7 @@ def main() -> int:
     model = pretrained.load("glow-mnist")
     train, _ = image_splits("mnist")
     images = ip.to_unit(train[-64:])
-    masks = {}
-    for kind in ("squares", "noise"):  # benchmarks/inpaint.py's mask types, seed 2 as its --tune
-        mk, kw, _ = MASKS[kind]
-        masks[kind] = ip.make_masks(mk, 64, generator=torch.Generator().manual_seed(2), **kw)
+    masks = tuning_masks(["squares", "noise"], 64)  # as benchmarks/inpaint.py --tune
     rows = []
     for method, settings in CONFIGS:
         row = {"method": method, "settings": settings, "psnr": {}, "seconds": {}}
