@@ -5,7 +5,7 @@ thread each (one per core), so each pair shares the machine's speed at that
 moment. The comparators:
 
 * ``reference``: normflows' own Glow example scaled to 28×28
-  (``course_utils.models.REFERENCE_RECIPE``);
+  (``course_utils.glow.model.REFERENCE_RECIPE``);
 * ``uva-16``, ``uva-32``, ``uva-128``: the multi-scale flow of the UvA deep
   learning tutorial 11 (``benchmarks/uva_multiscale.py``, 1,711,818
   parameters), trained as the tutorial trains it (Adam 1e-3, gradient norm
@@ -80,7 +80,7 @@ def per_pixel_histogram_bpd(train: torch.Tensor, test: torch.Tensor) -> float:
 def measure(model, name: str, dataset: str, test: torch.Tensor) -> dict:
     """Test bits/dim and, on MNIST, the recognisable share of samples."""
     from course_utils import pretrained
-    from course_utils.digits import recognisable
+    from course_utils.glow.digits import recognisable
 
     model.eval()
     torch.manual_seed(0)
@@ -114,9 +114,9 @@ def measure(model, name: str, dataset: str, test: torch.Tensor) -> dict:
 def worker(dataset: str, name: str, budgets: list[float], test_n: int, tmp: Path, out: Path):
     """Train one model through the budgets and write its measurements."""
     torch.set_num_threads(1)
-    from course_utils.data import image_splits
-    from course_utils.glow_train import train_glow
-    from course_utils.train import train
+    from course_utils.core.data import image_splits
+    from course_utils.core.train import train
+    from course_utils.glow.train import train_glow
 
     train_images, test_images = image_splits(dataset)
     test = test_images[:test_n]
@@ -153,7 +153,7 @@ def worker(dataset: str, name: str, budgets: list[float], test_n: int, tmp: Path
             )
             return model, history
     else:
-        from course_utils.glow_train import RECIPES
+        from course_utils.glow.train import RECIPES
 
         batch = RECIPES[name]["batch_size"]
 
@@ -262,7 +262,7 @@ def main() -> int:
         if dataset not in ("mnist", "fashion-mnist") or name not in STEPS_PER_POINT:
             parser.error(f"unknown pair {key!r}; e.g. mnist:uva-16 or fashion-mnist:reference")
 
-    from course_utils.data import image_splits
+    from course_utils.core.data import image_splits
 
     report = {
         "benchmark": "lesson 07: the course's Glow beside normflows' example and UvA's model",

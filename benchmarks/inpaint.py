@@ -3,9 +3,9 @@
 On held-out digits (the first ``--images`` of MNIST's official test split, which
 the model never saw; lesson 08 measures the first 32 of them), for every mask
 type, each method fills the hole and is scored by the PSNR of the hole only
-(:func:`course_utils.metrics.masked_psnr`), and timed per batch of 64 images.
+(:func:`course_utils.core.metrics.masked_psnr`), and timed per batch of 64 images.
 
-Groups (:data:`course_utils.inpaint_compare.METHODS`):
+Groups (:data:`course_utils.inpaint.comparison.METHODS`):
     * baselines, from the 60,000 training digits: ``zero``, ``mean``, ``nn``
       (the training digit nearest on the known pixels), ``kernel`` (the
       distance-weighted average of the 16 nearest neighbours' holes);
@@ -51,9 +51,9 @@ import torch
 
 from course_utils import inpaint as ip
 from course_utils import pretrained
-from course_utils.data import image_splits
-from course_utils.inpaint_compare import METHODS, best, compare, paired_gain, psnr_table
-from course_utils.models import load_glow
+from course_utils.core.data import image_splits
+from course_utils.glow.model import load_glow
+from course_utils.inpaint.comparison import METHODS, best, compare, paired_gain, psnr_table
 
 #: Mask type → (kind of :func:`course_utils.inpaint.make_masks`, its settings, seen while tuning).
 MASKS = {
@@ -255,8 +255,8 @@ def write(result: dict, out: Path, final: bool = False) -> None:
 
 
 def tune(model, train, args, model_info) -> None:
-    """The grid search behind the neighbour settings of ``course_utils.inpaint``."""
-    from course_utils.metrics import masked_psnr
+    """The grid search behind the neighbour settings of ``course_utils.inpaint.masks``."""
+    from course_utils.core.metrics import masked_psnr
 
     n = args.tune_images
     queries, pool = train[-n:], train[:-n]
@@ -312,7 +312,7 @@ def tune(model, train, args, model_info) -> None:
         )
     lines.append(
         f"chosen: kernel k={kernel[0]} width={kernel[1]}; kernel+flow k={chosen[0]} "
-        f"width={chosen[1]} τ={chosen[2]} (in course_utils.inpaint: k={ip.NEIGHBOURS} "
+        f"width={chosen[1]} τ={chosen[2]} (in course_utils.inpaint.masks: k={ip.NEIGHBOURS} "
         f"width={ip.BANDWIDTH}, kernel+flow width={ip.FLOW_BANDWIDTH} τ={ip.FLOW_TEMPERATURE})"
     )
     lines.append("command: python " + " ".join(sys.argv))

@@ -34,11 +34,11 @@ import torch
 from inpaint import MASKS, tuning_masks  # benchmarks/inpaint.py, beside this script
 
 from course_utils import inpaint as ip
-from course_utils import inpaint_flow as flow
 from course_utils import pretrained
-from course_utils.data import image_splits
-from course_utils.inpaint_compare import SETTINGS, paired_gain
-from course_utils.metrics import masked_psnr
+from course_utils.core.data import image_splits
+from course_utils.core.metrics import masked_psnr
+from course_utils.inpaint import flow
+from course_utils.inpaint.comparison import SETTINGS, paired_gain
 
 #: (label, posterior_inpaint settings); the first is lesson 08's.
 CONFIGS = [

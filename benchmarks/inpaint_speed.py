@@ -2,7 +2,7 @@
 
 Lesson 08's speed targets are a batch of 64 in 30 s with the posterior sampler
 and 10 s with latent MAP, which with the settings of
-:data:`course_utils.inpaint_compare.SETTINGS` take several times longer. This
+:data:`course_utils.inpaint.comparison.SETTINGS` take several times longer. This
 measures what shorter settings cost: each row runs on the same 64 digits, the
 last 64 of MNIST's training split (the model trained on them, so only the
 differences between rows mean anything; no test digit is looked at), with
@@ -26,11 +26,11 @@ import torch
 from inpaint import tuning_masks  # benchmarks/inpaint.py, beside this script
 
 from course_utils import inpaint as ip
-from course_utils import inpaint_flow as flow
 from course_utils import pretrained
-from course_utils.data import image_splits
-from course_utils.inpaint_compare import SETTINGS
-from course_utils.metrics import masked_psnr
+from course_utils.core.data import image_splits
+from course_utils.core.metrics import masked_psnr
+from course_utils.inpaint import flow
+from course_utils.inpaint.comparison import SETTINGS
 
 #: (method, settings); the first of each method is the one the benchmark and lesson use.
 CONFIGS = [

@@ -1,7 +1,7 @@
 """Benchmark of lesson 02: the two coupling flows on moons, quality and training time.
 
 Trains the RealNVP-style flow (couplings + invertible linear layers) and the
-permutation flow with the lesson's own settings, ``course_utils.flows.MOONS_RECIPE``,
+permutation flow with the lesson's own settings, ``course_utils.flows2d.flows.MOONS_RECIPE``,
 and reports each model's held-out NLL and training wall time.
 
 Target: best held-out NLL ≤ 1.10 nats on ``make_moons(noise=0.1)`` within 60 s of
@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from course_utils import seed_everything
-from course_utils.data import moons
-from course_utils.flows import MOONS_RECIPE, MoonsRecipe, realnvp
-from course_utils.train import train
+from course_utils.core.data import moons
+from course_utils.core.train import train
+from course_utils.flows2d.flows import MOONS_RECIPE, MoonsRecipe, realnvp
 
 TARGET_NLL = 1.10
 TARGET_SECONDS = 60.0

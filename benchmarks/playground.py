@@ -18,7 +18,7 @@ machine slow every timing.
 
 ``--architectures SECONDS`` instead trains each candidate for lesson 09's
 Glow for that long (NLL alone, one thread, held-out training digits) and adds
-the curves to the JSON: how :data:`course_utils.losses.PLAYGROUND_MODEL` was chosen.
+the curves to the JSON: how :data:`course_utils.composite.losses.PLAYGROUND_MODEL` was chosen.
 
 Usage::
 
@@ -45,8 +45,8 @@ matplotlib.use("Agg")
 import torch  # noqa: E402
 
 from course_utils import seed_everything  # noqa: E402
-from course_utils.data import coloured_splits  # noqa: E402
-from course_utils.playground import (  # noqa: E402
+from course_utils.core.data import coloured_splits  # noqa: E402
+from course_utils.panels.playground import (  # noqa: E402
     PlaygroundState,
     playground_panel,
     starting_model,
@@ -150,10 +150,10 @@ def table(result: dict) -> str:
 
 #: The candidates for lesson 09's Glow: the course recipe on 3 channels, two narrower
 #: variants with normflows' GlowBase, and the narrower one with the cosine-basis base
-#: (:data:`course_utils.losses.PLAYGROUND_MODEL`).
+#: (:data:`course_utils.composite.losses.PLAYGROUND_MODEL`).
 def candidates() -> dict[str, dict]:
-    from course_utils.glow_train import COURSE_RECIPE
-    from course_utils.losses import PLAYGROUND_MODEL
+    from course_utils.composite.losses import PLAYGROUND_MODEL
+    from course_utils.glow.train import COURSE_RECIPE
 
     course = {**COURSE_RECIPE["model"], "shape": (3, 28, 28)}
     mid = {**PLAYGROUND_MODEL, "base": "channel"}
@@ -172,14 +172,14 @@ def candidates() -> dict[str, dict]:
 def compare_architectures(seconds: float) -> list[dict]:
     """Train each candidate for ``seconds`` on coloured MNIST (NLL alone, 1 thread).
 
-    :func:`course_utils.glow_train.train_glow` with the course recipe's optimiser
+    :func:`course_utils.glow.train.train_glow` with the course recipe's optimiser
     settings; the last 2,000 training digits are held out (the first 500 of them
     give the curve, every 100 steps), so the choice never looks at the test split.
     Each candidate runs after the other, under the same conditions.
     """
     import tempfile
 
-    from course_utils.glow_train import COURSE_RECIPE, train_glow
+    from course_utils.glow.train import COURSE_RECIPE, train_glow
 
     torch.set_num_threads(1)
     rows = []

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from course_utils import pretrained
-from course_utils.glow_train import GLOW_DATASETS
+from course_utils.glow.train import GLOW_DATASETS
 
 TARGET_LOAD_SECONDS = 2.0
 

@@ -38,7 +38,7 @@ def work(threads: int, repeats: int) -> float:
     import torch
 
     from course_utils import pretrained
-    from course_utils.inpaint_flow import coordinates, log_prob_and_grad
+    from course_utils.inpaint.flow import coordinates, log_prob_and_grad
 
     torch.set_num_threads(threads)
     coords = coordinates(pretrained.load("glow-mnist"))

@@ -20,7 +20,7 @@ Usage::
     .venv/bin/python benchmarks/weight_average.py --minutes 0.2 --samples 100 --out /tmp/w.json
     .venv/bin/python benchmarks/weight_average.py --model base=spectral --out /tmp/spectral.json
 
-``--model KEY=VALUE`` changes the recipe's model (a :class:`course_utils.models.GlowConfig`
+``--model KEY=VALUE`` changes the recipe's model (a :class:`course_utils.glow.model.GlowConfig`
 field), ``--recipe KEY=VALUE`` one of its training settings (``lr``, ``batch_size``, ...);
 a value is read as JSON, else as a string.
 """
@@ -109,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/weight_average.json")
     args = parser.parse_args(argv)
 
-    from course_utils.data import image_splits
-    from course_utils.glow_train import COURSE_RECIPE, recipe_with, train_glow
-    from course_utils.models import GlowConfig
+    from course_utils.core.data import image_splits
+    from course_utils.glow.model import GlowConfig
+    from course_utils.glow.train import COURSE_RECIPE, recipe_with, train_glow
 
     model_changes = overrides(args.model, GlowConfig.__dataclass_fields__)
     recipe_changes = overrides(args.recipe, set(COURSE_RECIPE) - {"model"})

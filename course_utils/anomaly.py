@@ -30,9 +30,25 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from course_utils.metrics import bits_per_dim_each
-from course_utils.models import BATCH_CHUNK, log_prob_in_batches
-from course_utils.plots import PALETTE, figure_and_axes, finish_axes
+from course_utils.core.metrics import bits_per_dim_each
+from course_utils.core.plots import PALETTE, figure_and_axes, finish_axes
+from course_utils.glow.model import BATCH_CHUNK, log_prob_in_batches
+
+__all__ = [
+    "image_bits_per_dim",
+    "compressed_bits_per_dim",
+    "complexity_corrected",
+    "fit_pixel_model",
+    "pixel_bits_per_dim",
+    "typicality",
+    "typicality_auc",
+    "roc_auc",
+    "roc_curve",
+    "auc_against",
+    "auc_table",
+    "score_histograms",
+    "roc_plot",
+]
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
 
@@ -75,11 +91,11 @@ def image_bits_per_dim(
     """Bits per dimension of every image, under a model with ``log_prob`` and ``num_dims``.
 
     The model is evaluated without gradients, ``batch_size`` images at a time.
-    Each image's value is :func:`course_utils.metrics.bits_per_dim` of a batch
+    Each image's value is :func:`course_utils.core.metrics.bits_per_dim` of a batch
     of one, so the mean of the result is the model's usual bits/dim.
 
     Args:
-        model: e.g. a :class:`course_utils.models.Glow`; its ``log_prob`` maps
+        model: e.g. a :class:`course_utils.glow.model.Glow`; its ``log_prob`` maps
             ``(batch, C, H, W)`` to ``(batch,)`` log-densities in nats.
         x: dequantized images ``(n, C, H, W)`` in ``[0, 1)``.
         batch_size: images per forward pass.

@@ -21,8 +21,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from course_utils.config import REPO_ROOT
-from course_utils.data import file_digest
+from course_utils.core.config import REPO_ROOT
+from course_utils.core.data import file_digest
+
+__all__ = [
+    "PRETRAINED_DIR",
+    "PretrainedError",
+    "sha256sum",
+    "manifest",
+    "load_state",
+    "save_model",
+    "load",
+    "table",
+    "recognisable_samples",
+    "measure_glow",
+    "measure_coloured_glow",
+    "coloured_sample_figures",
+    "make_glow",
+]
 
 #: Where the shipped models live.
 PRETRAINED_DIR = REPO_ROOT / "pretrained"
@@ -97,7 +113,7 @@ def save_model(
     ``info`` becomes the manifest, to which the file name and sha256 are added;
     ``extra`` (plain numbers, strings, lists, dicts) is stored with the weights.
     """
-    from course_utils.checkpoints import save_checkpoint
+    from course_utils.core.checkpoints import save_checkpoint
 
     path = Path(path)
     save_checkpoint(path, {"model": model.state_dict(), "extra": extra or {}})
@@ -119,11 +135,11 @@ def load(name: str, folder: str | os.PathLike | None = None) -> nn.Module:
     state, info = load_state(name, folder)
     kind = info.get("kind")
     if kind == "digit-classifier":
-        from course_utils.digits import DigitClassifier
+        from course_utils.glow.digits import DigitClassifier
 
         model: nn.Module = DigitClassifier()
     elif kind == "glow":
-        from course_utils.models import Glow, GlowConfig
+        from course_utils.glow.model import Glow, GlowConfig
 
         cfg = state["extra"]["config"]
         model = Glow(GlowConfig(**{**cfg, "shape": tuple(cfg["shape"])}))
@@ -160,9 +176,9 @@ def table(folder: str | os.PathLike | None = None) -> str:
 def recognisable_samples(
     model: nn.Module, samples: int = 1000, temperatures: tuple[float, ...] = (0.7, 1.0)
 ) -> dict[float, Any]:
-    """:func:`course_utils.digits.recognisable` of ``samples`` draws of an MNIST Glow at each
+    """:func:`course_utils.glow.digits.recognisable` of ``samples`` draws of an MNIST Glow at each
     temperature (sampling seeded with 0 before each), by the shipped digit classifier."""
-    from course_utils.digits import recognisable
+    from course_utils.glow.digits import recognisable
 
     classifier = load("digit-classifier")
     out = {}
@@ -177,9 +193,9 @@ def measure_glow(model: nn.Module, dataset: str, samples: int = 1000) -> dict[st
 
     Test bits/dim on all test images (dequantization noise seeded with 1); for
     MNIST also the recognisable share of ``samples`` samples at T = 0.7 and 1
-    (:mod:`course_utils.digits`, sampling seeded with 0).
+    (:mod:`course_utils.glow.digits`, sampling seeded with 0).
     """
-    from course_utils.data import image_splits
+    from course_utils.core.data import image_splits
 
     _, test = image_splits(dataset)
     model.eval()
@@ -205,7 +221,7 @@ def measure_coloured_glow(model: nn.Module, samples: int = 1000) -> dict[str, An
     Test bits/dim on all 10,000 test digits (coloured with seed 1, noise seeded
     with 1), and :func:`coloured_sample_figures`.
     """
-    from course_utils.data import coloured_splits
+    from course_utils.core.data import coloured_splits
 
     _, test = coloured_splits("mnist", seed=0)
     model.eval()
@@ -222,15 +238,15 @@ def coloured_sample_figures(
     """A coloured-MNIST Glow's recognisable shares, the sample part of its manifest.
 
     For T = 0.7 and 1, the recognisable share of ``samples`` samples (seeded
-    with 0) read through :func:`course_utils.losses.ink`, and the distance of
+    with 0) read through :func:`course_utils.composite.losses.ink`, and the distance of
     their mean colour from the coloured test digits'
-    (:func:`course_utils.losses.channel_mean_gap`); and the share of the first
+    (:func:`course_utils.composite.losses.channel_mean_gap`); and the share of the first
     ``samples`` real test digits, for calibration. ``test``: those coloured test
     digits, if the caller has them already (else they are coloured here).
     """
-    from course_utils.data import coloured_splits
-    from course_utils.digits import recognisable
-    from course_utils.losses import channel_mean_gap, ink
+    from course_utils.composite.losses import channel_mean_gap, ink
+    from course_utils.core.data import coloured_splits
+    from course_utils.glow.digits import recognisable
 
     if test is None:
         _, test = coloured_splits("mnist", seed=0)
@@ -274,7 +290,7 @@ def make_glow(
     """
     import platform
 
-    from course_utils.glow_train import GLOW_DATASETS, recipes, train_glow
+    from course_utils.glow.train import GLOW_DATASETS, recipes, train_glow
 
     if dataset not in GLOW_DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {GLOW_DATASETS}")
@@ -329,7 +345,7 @@ def make_glow(
         info.update(measure_coloured_glow(model))
     else:
         info.update(measure_glow(model, dataset))
-    from course_utils.models import glow_checkpoint_state
+    from course_utils.glow.model import glow_checkpoint_state
 
     save_model(model, folder / f"{name}.pt", info, extra=glow_checkpoint_state(model))
     return info
@@ -337,7 +353,7 @@ def make_glow(
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m course_utils.pretrained --list``, or ``make NAME ...`` to train one."""
-    from course_utils.glow_train import GLOW_DATASETS
+    from course_utils.glow.train import GLOW_DATASETS
 
     parser = argparse.ArgumentParser(prog="python -m course_utils.pretrained")
     parser.add_argument("--list", action="store_true", help="print the shipped models")

@@ -19,7 +19,7 @@ that names the notebook and the cell.
 
 Run from ``student/``, a lesson saves its figures under ``student/figures/``,
 never over the lesson figures in ``figures/`` (see
-:func:`course_utils.config.figures_dir`).
+:func:`course_utils.core.config.figures_dir`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,22 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.config import REPO_ROOT
+from course_utils.core.config import REPO_ROOT
 from course_utils.exercises import EXERCISE_LINE
+
+__all__ = [
+    "BEGIN",
+    "END",
+    "NOTEBOOKS",
+    "STUDENT",
+    "NOTE_ID",
+    "NOTE",
+    "stub_source",
+    "student_notebook",
+    "render",
+    "lessons",
+    "generate",
+]
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"

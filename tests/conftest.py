@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.config import seed_everything
+from course_utils.core.config import seed_everything
 
 # Figures are drawn off-screen in this process (the env var below does the same
 # for subprocesses that the tests start).
@@ -28,6 +28,19 @@ SHARED_DATA = (REPO_ROOT.parent / "shared" / "data").resolve()
 # Read once, before any test's monkeypatch can unset it.
 _DATA_DIR = os.environ.get("COURSE_DATA_DIR", "").strip()
 DATA_DIR = Path(_DATA_DIR).expanduser().resolve() if _DATA_DIR else SHARED_DATA
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each test process (pytest-xdist worker) gets its own cache below ``COURSE_CACHE_DIR``.
+
+    The notebook kernels inherit it: a lesson and its student copy, run at the same
+    time by two workers, would otherwise train into one checkpoint, and the second
+    is refused while the first holds its lock.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    base = os.environ.get("COURSE_CACHE_DIR", "").strip()
+    if worker and base:
+        os.environ["COURSE_CACHE_DIR"] = str(Path(base) / worker)
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from course_utils import distributed
-from course_utils.flows import realnvp
-from course_utils.train import train
+from course_utils.core import distributed
+from course_utils.core.train import train
+from course_utils.flows2d.flows import realnvp
 
 
 def main() -> None:

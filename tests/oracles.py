@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from course_utils.data import moons
-from course_utils.train import History, train
+from course_utils.core.data import moons
+from course_utils.core.train import History, train
 
 
 def perturb(module: nn.Module, scale: float = 0.3) -> nn.Module:

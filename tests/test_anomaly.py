@@ -28,7 +28,7 @@ from course_utils.anomaly import (
     typicality,
     typicality_auc,
 )
-from course_utils.models import Glow, dequantize
+from course_utils.glow.model import Glow, dequantize
 
 pytestmark = pytest.mark.usefixtures("rng")
 

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from course_utils.anomaly import typicality_auc
-from course_utils.anomaly_panel import (
+from course_utils.core.widgets import NOT_RUNNING_HINT
+from course_utils.panels.anomaly import (
     anomaly_panel,
     flag_rates,
     ranked_images_figure,
     threshold_figure,
     typicality_groups_figure,
 )
-from course_utils.widgets import NOT_RUNNING_HINT
 
 matplotlib.use("Agg")
 

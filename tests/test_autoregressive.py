@@ -1,4 +1,4 @@
-"""Oracle tests of MADE, MAF and IAF in ``course_utils.autoregressive``.
+"""Oracle tests of MADE, MAF and IAF in ``course_utils.flows2d.autoregressive``.
 
 The autoregressive property is checked on the autograd Jacobian (not on the
 masks that are meant to produce it); each layer's log-determinant against the
@@ -22,7 +22,8 @@ from oracles import (
     short_moons_training,
 )
 
-from course_utils.autoregressive import (
+from course_utils.core.plots import grid_2d
+from course_utils.flows2d.autoregressive import (
     MADE,
     AffineAutoregressive,
     IAFLayer,
@@ -35,7 +36,6 @@ from course_utils.autoregressive import (
     made_masks,
     time_directions,
 )
-from course_utils.plots import grid_2d
 
 # Every test here runs under the seeded, forked RNG of conftest.
 pytestmark = pytest.mark.usefixtures("rng")

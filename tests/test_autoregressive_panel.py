@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.autoregressive import input_degrees, made_masks, time_directions
-from course_utils.autoregressive_panel import (
+from course_utils.core.widgets import NOT_RUNNING_HINT
+from course_utils.flows2d.autoregressive import input_degrees, made_masks, time_directions
+from course_utils.panels.autoregressive import (
     made_figure,
     made_jacobian_figure,
     made_panel,
@@ -16,7 +17,6 @@ from course_utils.autoregressive_panel import (
     resolve_order,
     unreachable_inputs,
 )
-from course_utils.widgets import NOT_RUNNING_HINT
 
 
 def connectivity(fig) -> np.ndarray:

@@ -1,10 +1,10 @@
-"""course_utils.config: the fast-mode and offline switches read yes/no words, or say why not."""
+"""core.config: the fast-mode and offline switches read yes/no words, or say why not."""
 
 from __future__ import annotations
 
 import pytest
 
-from course_utils import config
+from course_utils.core import config
 
 
 @pytest.mark.parametrize("value", ["1", "true", "True", "yes", "on", "y", "Y", " t "])

@@ -1,4 +1,4 @@
-"""Oracle tests of the continuous normalizing flow in ``course_utils.continuous``.
+"""Oracle tests of the continuous normalizing flow in ``course_utils.flows2d.continuous``.
 
 Every check compares with something that does not share the code under test:
 the solver with the closed-form solution of a linear ODE (``matrix_exp``), the
@@ -16,7 +16,9 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.continuous import (
+from course_utils.core.data import moons
+from course_utils.core.train import train
+from course_utils.flows2d.continuous import (
     CNF,
     TimeMLP,
     divergence_exact,
@@ -27,8 +29,6 @@ from course_utils.continuous import (
     odeint,
     probes,
 )
-from course_utils.data import moons
-from course_utils.train import train
 
 # Every test here runs under the seeded, forked RNG of conftest.
 pytestmark = pytest.mark.usefixtures("rng")
@@ -340,7 +340,7 @@ def test_loss_curves_spaces_values_by_x_every():
     # Lesson 06 evaluates every 50 steps and draws its NLL curve against the step number.
     import matplotlib.pyplot as plt
 
-    from course_utils.plots import loss_curves
+    from course_utils.core.plots import loss_curves
 
     fig = loss_curves({"held-out": [3.0, 2.0, 1.5]}, x_every=50)
     xs, ys = fig.axes[0].lines[0].get_data()

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import continuous
-from course_utils import continuous_panel as cp
-from course_utils.widgets import NOT_RUNNING_HINT
+from course_utils.core.widgets import NOT_RUNNING_HINT
+from course_utils.flows2d import continuous
+from course_utils.panels import continuous as cp
 
 pytestmark = pytest.mark.usefixtures("rng", "one_thread")
 

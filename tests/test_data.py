@@ -1,4 +1,4 @@
-"""course_utils.data: the IDX loader, its checksums, the download path and moons.
+"""course_utils.core.data: the IDX loader, its checksums, the download path and moons.
 
 The download path is exercised for real, against an HTTP server on 127.0.0.1
 that serves copies of the offline files; nothing leaves the machine.
@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_utils import data
-from course_utils.data import CorruptFileError, DatasetNotFoundError, load_mnist, locate
+from course_utils.core import data
+from course_utils.core.data import CorruptFileError, DatasetNotFoundError, load_mnist, locate
 
 MNIST_TEST = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
@@ -567,7 +567,7 @@ def test_stale_partial_downloads_are_removed(tmp_path) -> None:
     import os
     import time
 
-    from course_utils.data import remove_stale_parts
+    from course_utils.core.data import remove_stale_parts
 
     dest = tmp_path / "train-images-idx3-ubyte.gz"
     old = tmp_path / f".{dest.name}.abc123.part"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_utils.bijections import TanhBump
 from course_utils.exercises import REGISTRY, evaluate
 from course_utils.exercises import lesson01 as ex
+from course_utils.flows2d.bijections import TanhBump
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "01_change_of_variables.ipynb"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 from test_exercises_lesson01 import lesson_solutions
 
-from course_utils import flows
 from course_utils.exercises import REGISTRY, evaluate
 from course_utils.exercises import lesson02 as ex
+from course_utils.flows2d import flows
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "02_coupling_flows_moons.ipynb"
 

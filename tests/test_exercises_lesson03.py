@@ -8,7 +8,7 @@ import torch
 from test_exercises_lesson01 import lesson_solutions
 
 from course_utils.exercises import REGISTRY, evaluate
-from course_utils.spline_panel import random_knots
+from course_utils.panels.spline import random_knots
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "03_normflows_library.ipynb"
 

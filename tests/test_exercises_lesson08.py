@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from course_utils import inpaint as ip
+from course_utils.core.metrics import masked_psnr
 from course_utils.exercises import get, lesson08
-from course_utils.metrics import masked_psnr
 
 pytestmark = pytest.mark.usefixtures("rng")
 
@@ -29,7 +29,7 @@ def test_the_psnr_exercise_is_the_metric_above_its_floor() -> None:
 
 
 def test_the_ascent_step_raises_a_glows_log_p_on_the_hole_only() -> None:
-    from course_utils.models import Glow
+    from course_utils.glow.model import Glow
 
     torch.manual_seed(0)
     model = Glow(levels=2, blocks=1, hidden=8, net="gated", net_layers=1, logit_alpha=1e-5)

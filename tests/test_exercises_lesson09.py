@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from course_utils.composite.losses import base_noise, channel_mean_gap, nll_term
 from course_utils.exercises import lesson09
-from course_utils.losses import base_noise, channel_mean_gap, nll_term
-from course_utils.models import Glow
+from course_utils.glow.model import Glow
 
 
 def test_colour_gap_is_the_course_term() -> None:

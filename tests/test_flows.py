@@ -1,4 +1,4 @@
-"""Oracle tests of the from-scratch flow layers in ``course_utils.flows``.
+"""Oracle tests of the from-scratch flow layers in ``course_utils.flows2d.flows``.
 
 Every layer is checked against something independent of its own code:
 inverse and forward must cancel, its cheap log-determinant must equal the
@@ -23,7 +23,7 @@ from oracles import (
 )
 from torch import nn
 
-from course_utils.flows import (
+from course_utils.flows2d.flows import (
     MOONS_RECIPE,
     AffineCoupling,
     Flow,

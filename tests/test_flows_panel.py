@@ -6,9 +6,11 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from course_utils import flows
-from course_utils.data import moons
-from course_utils.flows_panel import (
+from course_utils.core.data import moons
+from course_utils.core.train import History
+from course_utils.core.widgets import NOT_RUNNING_HINT
+from course_utils.flows2d import flows
+from course_utils.panels.coupling import (
     FlowsPanel,
     MoonsRun,
     first_layers,
@@ -16,8 +18,6 @@ from course_utils.flows_panel import (
     moons_flow_figure,
     train_moons_flow,
 )
-from course_utils.train import History
-from course_utils.widgets import NOT_RUNNING_HINT
 
 
 @pytest.fixture(scope="module")

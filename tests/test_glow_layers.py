@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_utils.glow_layers import (
+from course_utils.glow.layers import (
     GatedConvNet,
     MaskedAffineCoupling,
     SpectralGlowBase,
@@ -111,7 +111,7 @@ def test_spectral_base_is_the_gaussian_with_that_covariance() -> None:
     # Independently: z = (D_H ⊗ D_W)ᵀ c with c ~ N(loc, diag(scale²)), per channel.
     from torch.distributions import MultivariateNormal
 
-    from course_utils.glow_layers import dct_matrix
+    from course_utils.glow.layers import dct_matrix
 
     base = _random_spectral_base()
     rotation = torch.kron(dct_matrix(3), dct_matrix(4)).double().T
@@ -135,7 +135,7 @@ def test_spectral_base_samples_score_as_they_were_drawn(temperature) -> None:
     z, log_p = base(2000)
     torch.testing.assert_close(base.log_prob(z), log_p, rtol=0, atol=1e-3)
     # The draws have the stated mean and spread in the cosine basis.
-    from course_utils.glow_layers import dct_matrix
+    from course_utils.glow.layers import dct_matrix
 
     coeffs = torch.einsum("ha,ncab,wb->nchw", dct_matrix(3), z.detach(), dct_matrix(4))
     scale = base.log_scale.detach().exp() * (temperature or 1.0)

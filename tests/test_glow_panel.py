@@ -6,13 +6,13 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from course_utils.glow_panel import glow_panel, interpolate, interpolation_figure, samples_figure
-from course_utils.models import Glow, dequantize
+from course_utils.glow.model import Glow, dequantize
+from course_utils.panels.glow import glow_panel, interpolate, interpolation_figure, samples_figure
 
 
 @pytest.fixture(scope="module")
 def model_and_digits():
-    from course_utils.data import load_mnist
+    from course_utils.core.data import load_mnist
 
     images, _ = load_mnist("mnist", "test")
     u = dequantize(images[:6, None], torch.Generator().manual_seed(0))
@@ -57,7 +57,7 @@ def test_panel_redraws_when_a_control_moves(model_and_digits, shared_data) -> No
     assert sampler.runs == 3 and walker.runs == 2
     assert "seed 3" in sampler.last_figure.axes[0].get_title()
     assert all(not w.continuous_update for w in sampler.controls.values())
-    from course_utils.widgets import NOT_RUNNING_HINT
+    from course_utils.core.widgets import NOT_RUNNING_HINT
 
     assert box._repr_mimebundle_()["text/plain"] == NOT_RUNNING_HINT  # no kernel: a hint
     plt.close("all")

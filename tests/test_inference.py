@@ -16,8 +16,8 @@ import torch
 from oracles import brute_force_log_det, perturb
 from torch import nn
 
-from course_utils.flows import Flow, StandardNormal
-from course_utils.inference import (
+from course_utils.flows2d.flows import Flow, StandardNormal
+from course_utils.flows2d.inference import (
     LocScale,
     Planar,
     Radial,
@@ -28,7 +28,7 @@ from course_utils.inference import (
     reverse_kl,
     sample_with_log_prob,
 )
-from course_utils.targets import (
+from course_utils.flows2d.targets import (
     POTENTIALS,
     LogisticPosterior,
     grid_density,

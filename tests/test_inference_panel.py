@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import flows, inference, targets
-from course_utils import inference_panel as ipn
-from course_utils.widgets import NOT_RUNNING_HINT
+from course_utils.core.widgets import NOT_RUNNING_HINT
+from course_utils.flows2d import flows, inference, targets
+from course_utils.panels import inference as ipn
 
 pytestmark = pytest.mark.usefixtures("rng", "one_thread")
 

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from course_utils import inpaint as ip
-from course_utils.metrics import MSE_FLOOR, masked_mse, masked_psnr
-from course_utils.models import Glow
+from course_utils.core.metrics import MSE_FLOOR, masked_mse, masked_psnr
+from course_utils.glow.model import Glow
+from course_utils.inpaint import masks
 
 pytestmark = pytest.mark.usefixtures("rng")
 
@@ -193,7 +194,7 @@ def test_kernel_fill_weights_the_nearest_neighbours_by_distance():
     # One neighbour is the nearest-neighbour fill; a very wide kernel is the plain mean.
     assert torch.allclose(ip.kernel_fill(x, m, train, k=1), ip.nearest_neighbour_fill(x, m, train))
     wide = ip.kernel_fill(x, m, train, k=4, bandwidth=1e9)
-    d = ip._known_distances(x, m, train)
+    d = masks._known_distances(x, m, train)
     mean = train[d.topk(4, largest=False).indices].mean(1)
     assert torch.allclose(wide[m], mean[m], atol=1e-5)
     with pytest.raises(ValueError, match="k must be"):

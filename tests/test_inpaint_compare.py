@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from course_utils import inpaint as ip
-from course_utils import inpaint_compare as cmp
-from course_utils.metrics import MSE_FLOOR
-from course_utils.models import Glow
+from course_utils.core.metrics import MSE_FLOOR
+from course_utils.glow.model import Glow
+from course_utils.inpaint import comparison as cmp
+from course_utils.inpaint import masks
 
 pytestmark = pytest.mark.usefixtures("rng")
 
@@ -40,7 +41,7 @@ def test_flow_kernel_weighs_each_neighbour_by_the_flows_likelihood_ratio(model):
     assert torch.equal(res.images[~m], x[~m])  # known pixels bit for bit
     idx, w = res.extra["index"], res.extra["weights"]
     assert idx.shape == w.shape == (4, 6) and torch.allclose(w.sum(1), torch.ones(4))
-    d = ip._known_distances(x, m, train)
+    d = masks._known_distances(x, m, train)
     assert torch.equal(idx, d.topk(6, largest=False).indices)
     assert torch.allclose(res.extra["distance"], d.gather(1, idx).clamp_min(0))
     with torch.no_grad():  # the score by hand: log p with our known pixels − log p of the neighbour
@@ -141,7 +142,7 @@ def test_paired_gains_and_the_best_of_each_group_by_hand():
 
 
 def test_rows_from_fills_made_elsewhere_score_the_hole_only():
-    from course_utils.metrics import masked_psnr
+    from course_utils.core.metrics import masked_psnr
 
     x = digits(3)
     mask = ip.make_masks("left", 3)

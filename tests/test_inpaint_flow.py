@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from course_utils import inpaint as ip
-from course_utils import inpaint_flow as fl
-from course_utils.models import BATCH_CHUNK, Glow
+from course_utils.glow.model import BATCH_CHUNK, Glow
+from course_utils.inpaint import flow as fl
 
 pytestmark = pytest.mark.usefixtures("rng")
 

@@ -6,13 +6,13 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from course_utils.inpaint_panel import (
+from course_utils.glow.model import Glow
+from course_utils.panels.inpaint import (
     ascent_trace_figure,
     inpaint_figure,
     inpaint_panel,
     panel_mask,
 )
-from course_utils.models import Glow
 
 pytestmark = pytest.mark.usefixtures("rng")
 
@@ -85,7 +85,7 @@ def test_the_panel_recomputes_on_the_button_only(model) -> None:
     assert p.runs == 2 and p.last_figure is not first
     assert "'top'" in p.last_figure.texts[0].get_text()  # the suptitle names the new mask
     assert len(p.last_figure.axes[-1].lines[1].get_xdata()) == 3  # 2 steps now
-    from course_utils.widgets import NOT_RUNNING_HINT
+    from course_utils.core.widgets import NOT_RUNNING_HINT
 
     assert repr(p) == NOT_RUNNING_HINT
     plt.close("all")

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import plots
-from course_utils.bijections import (
+from course_utils.core import plots
+from course_utils.core.widgets import Panel, slider
+from course_utils.flows2d.bijections import (
     Banana,
     Linear2D,
     SinhArcsinh,
     TanhBump,
     pushforward_log_prob,
 )
-from course_utils.warp_panel import warp_figure, warp_panel
-from course_utils.widgets import Panel, slider
+from course_utils.panels.warp import warp_figure, warp_panel
 
 
 @pytest.mark.parametrize(
@@ -122,7 +122,7 @@ def test_save_figure_writes_into_figures_dir(tmp_path, monkeypatch) -> None:
 
 
 def test_fast_mode_figures_never_go_to_the_repository(monkeypatch) -> None:
-    from course_utils import config
+    from course_utils.core import config
 
     monkeypatch.delenv("COURSE_FIGURES_DIR", raising=False)
     monkeypatch.setenv("COURSE_FAST", "1")

@@ -9,14 +9,7 @@ import pytest
 import torch
 from oracles import perturb
 
-from course_utils.data import (
-    BACKGROUND_PROBS,
-    BACKGROUNDS,
-    STROKES,
-    coloured_splits,
-    colourize,
-)
-from course_utils.losses import (
+from course_utils.composite.losses import (
     LossConfig,
     TermHistory,
     base_noise,
@@ -32,8 +25,15 @@ from course_utils.losses import (
     perturbed_reconstruction,
     sample_with_grad,
 )
-from course_utils.metrics import bits_per_dim
-from course_utils.models import Glow, dequantize, make_optimizer
+from course_utils.core.data import (
+    BACKGROUND_PROBS,
+    BACKGROUNDS,
+    STROKES,
+    coloured_splits,
+    colourize,
+)
+from course_utils.core.metrics import bits_per_dim
+from course_utils.glow.model import Glow, dequantize, make_optimizer
 
 pytestmark = pytest.mark.usefixtures("rng")
 

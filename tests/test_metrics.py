@@ -1,4 +1,4 @@
-"""course_utils.metrics: NLL and bits per dimension against hand computations."""
+"""course_utils.core.metrics: NLL and bits per dimension against hand computations."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from course_utils.metrics import bits_per_dim, nll
+from course_utils.core.metrics import bits_per_dim, nll
 
 
 def test_nll_is_minus_the_mean() -> None:

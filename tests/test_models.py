@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.checkpoints import CheckpointMismatchError, save_checkpoint
-from course_utils.data import image_splits, load_mnist
-from course_utils.glow_train import train_glow
-from course_utils.metrics import bits_per_dim
-from course_utils.models import Glow, dequantize, load_glow, make_optimizer
+from course_utils.core.checkpoints import CheckpointMismatchError, save_checkpoint
+from course_utils.core.data import image_splits, load_mnist
+from course_utils.core.metrics import bits_per_dim
+from course_utils.glow.model import Glow, dequantize, load_glow, make_optimizer
+from course_utils.glow.train import train_glow
 
 TINY = {"levels": 2, "blocks": 1, "hidden": 8}
 
@@ -132,7 +132,7 @@ def test_train_save_load_sample_end_to_end(tmp_path, shared_data) -> None:
 
 
 def test_load_glow_refuses_foreign_checkpoint(tmp_path) -> None:
-    from course_utils.checkpoints import save_checkpoint
+    from course_utils.core.checkpoints import save_checkpoint
 
     path = save_checkpoint(tmp_path / "x.pt", {"model": {}, "extra": {}})
     with pytest.raises(ValueError, match="no Glow configuration"):
@@ -140,8 +140,8 @@ def test_load_glow_refuses_foreign_checkpoint(tmp_path) -> None:
 
 
 def test_cli_trains_and_resumes(tmp_path, shared_data, capsys) -> None:
-    from course_utils.checkpoints import load_checkpoint
-    from course_utils.glow_train import main
+    from course_utils.core.checkpoints import load_checkpoint
+    from course_utils.glow.train import main
 
     ckpt = tmp_path / "cli.pt"
     args = ["--dataset", "mnist", "--device", "cpu", "--checkpoint", str(ckpt)]
@@ -272,7 +272,7 @@ def test_make_optimizer_checks_the_recipe() -> None:
 
 
 def test_load_glow_refuses_weights_of_another_architecture(tmp_path, tiny: Glow) -> None:
-    from course_utils.models import glow_checkpoint_state
+    from course_utils.glow.model import glow_checkpoint_state
 
     other = Glow(levels=2, blocks=2, hidden=8)
     path = save_checkpoint(
@@ -293,7 +293,7 @@ def test_load_glow_refuses_weights_of_another_architecture(tmp_path, tiny: Glow)
     ],
 )
 def test_cli_refuses_bad_budgets(tmp_path, capsys, flag: str, value: str, match: str) -> None:
-    from course_utils.glow_train import main
+    from course_utils.glow.train import main
 
     with pytest.raises(SystemExit) as info:
         main(["--checkpoint", str(tmp_path / "x.pt"), flag, value])
@@ -314,8 +314,8 @@ def test_train_glow_refuses_bad_budgets(tmp_path) -> None:
 
 
 def test_cli_refuses_to_resume_another_dataset(tmp_path, shared_data, capsys) -> None:
-    from course_utils.checkpoints import load_checkpoint
-    from course_utils.glow_train import main
+    from course_utils.core.checkpoints import load_checkpoint
+    from course_utils.glow.train import main
 
     ckpt = tmp_path / "cli.pt"
     args = ["--device", "cpu", "--checkpoint", str(ckpt), "--steps-per-epoch", "2"]
@@ -391,8 +391,8 @@ def test_non_finite_draws_are_redrawn_or_refused(tiny: Glow, monkeypatch) -> Non
 
 
 def test_a_spectral_glow_reloads_and_older_checkpoints_keep_their_config(tmp_path, rng) -> None:
-    from course_utils.glow_layers import SpectralGlowBase
-    from course_utils.models import glow_checkpoint_state
+    from course_utils.glow.layers import SpectralGlowBase
+    from course_utils.glow.model import glow_checkpoint_state
 
     model = Glow(shape=(3, 28, 28), base="spectral", logit_alpha=0.05, **TINY)
     assert all(isinstance(q, SpectralGlowBase) for q in model.flow.q0)
@@ -412,7 +412,7 @@ def test_a_spectral_glow_reloads_and_older_checkpoints_keep_their_config(tmp_pat
 
 
 def test_recipe_with_routes_model_and_training_changes_and_refuses_unknown_keys() -> None:
-    from course_utils.glow_train import COURSE_RECIPE, recipe_with
+    from course_utils.glow.train import COURSE_RECIPE, recipe_with
 
     before = json.dumps(COURSE_RECIPE, sort_keys=True, default=str)
     r = recipe_with({"base": "spectral", "dequantizer": 0, "lr": 2e-3, "batch_size": 32})

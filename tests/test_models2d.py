@@ -1,4 +1,4 @@
-"""Oracle tests of lesson 03's normflows models and moon measures (``course_utils.models2d``).
+"""Oracle tests of lesson 03's normflows models and moon measures (``flows2d.models2d``).
 
 The normflows models are checked against lesson 02's from-scratch flows (same
 weights must give the same numbers in both directions), against the brute-force
@@ -17,10 +17,10 @@ import pytest
 import torch
 from oracles import brute_force_log_det, perturb
 
-from course_utils import flows
-from course_utils.data import moons
-from course_utils.flows import MoonsRecipe
-from course_utils.models2d import (
+from course_utils.core.data import moons
+from course_utils.flows2d import flows
+from course_utils.flows2d.flows import MoonsRecipe
+from course_utils.flows2d.models2d import (
     CouplingNet,
     copy_from_scratch,
     distance_to_moons,

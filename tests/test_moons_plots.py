@@ -5,9 +5,13 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
-from course_utils import models2d
-from course_utils.moons_plots import base_and_flow_densities, density_sample_grid, nll_curves
-from course_utils.train import History
+from course_utils.core.train import History
+from course_utils.flows2d import models2d
+from course_utils.flows2d.moons_plots import (
+    base_and_flow_densities,
+    density_sample_grid,
+    nll_curves,
+)
 
 
 def _gaussian(mean: float):

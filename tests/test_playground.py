@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.data import colourize
-from course_utils.models import Glow
-from course_utils.playground import (
+from course_utils.core.data import colourize
+from course_utils.glow.model import Glow
+from course_utils.panels.playground import (
     DEFAULTS,
     Playground,
     PlaygroundState,
@@ -128,7 +128,7 @@ def test_refused_setting_is_reported_in_the_panel(state: PlaygroundState) -> Non
 def test_defaults_are_configuration_d_and_unknown_settings_are_refused(
     state: PlaygroundState,
 ) -> None:
-    from course_utils.losses import CONFIGURATIONS
+    from course_utils.composite.losses import CONFIGURATIONS
 
     d = CONFIGURATIONS["d"]
     assert (DEFAULTS["alpha"], DEFAULTS["beta"], DEFAULTS["sigma"]) == (d.alpha, d.beta, d.sigma)
@@ -167,7 +167,7 @@ def test_runs_count_recognised_samples_when_given_a_classifier(state: Playground
 
 
 def test_starting_model_from_scratch_is_the_playground_recipe(state: PlaygroundState) -> None:
-    from course_utils.losses import PLAYGROUND_MODEL
+    from course_utils.composite.losses import PLAYGROUND_MODEL
 
     with pytest.raises(ValueError, match="train_images must be given"):
         starting_model(from_scratch=True)
@@ -183,8 +183,9 @@ def test_starting_model_from_scratch_is_the_playground_recipe(state: PlaygroundS
 def test_make_writes_a_coloured_glow_whose_figures_load_reproduces(
     tmp_path, shared_data, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from course_utils import glow_train, pretrained
-    from course_utils.losses import PRETRAIN_RECIPE
+    from course_utils import pretrained
+    from course_utils.composite.losses import PRETRAIN_RECIPE
+    from course_utils.glow import train as glow_train
 
     # The make path, on a model a test can afford; the learning rate drops 10-fold at step 2.
     tiny = {**PRETRAIN_RECIPE, "model": TINY, "warmup_steps": 0, "lr_drop": (2, 0.1)}
@@ -222,7 +223,7 @@ def test_make_writes_a_coloured_glow_whose_figures_load_reproduces(
 
 
 def test_the_shipped_starting_model_is_the_playground_recipe() -> None:
-    from course_utils.losses import PLAYGROUND_MODEL
+    from course_utils.composite.losses import PLAYGROUND_MODEL
     from course_utils.pretrained import manifest
 
     model = starting_model()
@@ -239,7 +240,7 @@ def test_the_shipped_model_reproduces_its_manifest(shared_data) -> None:
     # The test bits/dim on all 10,000 digits is measured again by benchmarks/pretrained.py
     # (about a minute); here the last point of the held-out curve, which the training
     # measured on the final weights, and every sample figure.
-    from course_utils.data import coloured_splits
+    from course_utils.core.data import coloured_splits
     from course_utils.pretrained import coloured_sample_figures, manifest
 
     info = manifest("glow-coloured-mnist")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from course_utils import pretrained
-from course_utils.digits import DigitClassifier, probabilities, recognisable
+from course_utils.glow.digits import DigitClassifier, probabilities, recognisable
 from course_utils.pretrained import PretrainedError, load, manifest, save_model, sha256sum
 
 
@@ -62,7 +62,7 @@ def test_load_refuses_weights_of_another_shape(tmp_path: Path) -> None:
 
 
 def test_classifier_is_accurate_and_calibrated_on_real_digits(shared_data: Path) -> None:
-    from course_utils.data import load_mnist
+    from course_utils.core.data import load_mnist
 
     images, labels = load_mnist("mnist", "test")
     model = load("digit-classifier")
@@ -109,9 +109,9 @@ def test_make_glow_writes_a_model_whose_figures_load_reproduces(tmp_path: Path, 
 def test_each_shipped_run_file_resumes_with_its_manifests_command(name: str) -> None:
     # `make NAME --recipe R` continues NAME.run.pt: the file must fit the run that
     # command builds today (its recipe, dataset, architecture, optimizer and schedule).
-    from course_utils.checkpoints import checkpoint_differences, load_checkpoint
-    from course_utils.glow_train import recipes, run_identity
-    from course_utils.models import Glow, make_optimizer
+    from course_utils.core.checkpoints import checkpoint_differences, load_checkpoint
+    from course_utils.glow.model import Glow, make_optimizer
+    from course_utils.glow.train import recipes, run_identity
 
     info = manifest(name)
     recipe = recipes()[info["recipe"]]

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.spline_panel import (
+from course_utils.core.widgets import NOT_RUNNING_HINT, Panel
+from course_utils.panels.spline import (
     knots_from_raw,
     random_knots,
     rq_log_slope,
@@ -18,7 +19,6 @@ from course_utils.spline_panel import (
     spline_figure,
     spline_panel,
 )
-from course_utils.widgets import NOT_RUNNING_HINT, Panel
 
 
 @pytest.mark.parametrize(("n_bins", "bound", "seed"), [(1, 1.0, 0), (5, 2.5, 1), (16, 4.0, 2)])

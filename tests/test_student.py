@@ -13,7 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils import config, student
+from course_utils import student
+from course_utils.core import config
 from course_utils.student import BEGIN, END, stub_source
 
 ROOT = Path(__file__).resolve().parent.parent

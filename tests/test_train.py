@@ -1,4 +1,4 @@
-"""course_utils.train: device choice, NaN guard, checkpoints, resume, budgets."""
+"""course_utils.core.train: device choice, NaN guard, checkpoints, resume, budgets."""
 
 from __future__ import annotations
 
@@ -18,15 +18,15 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.checkpoints import (
+from course_utils.core.checkpoints import (
     CheckpointBusyError,
     CheckpointMismatchError,
     checkpoint_lock,
     load_checkpoint,
     save_checkpoint,
 )
-from course_utils.flows import realnvp
-from course_utils.train import History, resolve_device, train
+from course_utils.core.train import History, resolve_device, train
+from course_utils.flows2d.flows import realnvp
 
 STEPS_PER_EPOCH = 4  # 64 points in batches of 16
 
@@ -576,7 +576,7 @@ def test_a_writer_in_another_process_is_refused_and_its_stale_lock_taken_over(
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from course_utils.checkpoints import checkpoint_lock\n"
+            "from course_utils.core.checkpoints import checkpoint_lock\n"
             "with checkpoint_lock(sys.argv[1]):\n"
             "    print('locked', flush=True)\n"
             "    time.sleep(120)\n",

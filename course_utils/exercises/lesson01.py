@@ -13,6 +13,12 @@ import torch
 
 from course_utils.exercises import ExerciseFailed, exercise, expect, expect_close
 
+__all__ = [
+    "exp_map_log_prob_reference",
+    "invert_increasing_reference",
+    "coupled_tanh_log_det_reference",
+]
+
 Tensor = torch.Tensor
 
 # ------------------------------------------------------- 01.1 the exponential map

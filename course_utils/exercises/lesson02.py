@@ -13,8 +13,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from course_utils import flows
 from course_utils.exercises import ExerciseFailed, exercise, expect, expect_close
+from course_utils.flows2d import flows
+
+__all__ = [
+    "lu_weight_reference",
+]
 
 Tensor = torch.Tensor
 

@@ -13,7 +13,7 @@ import normflows as nf
 import torch
 
 from course_utils.exercises import ExerciseFailed, exercise, expect, expect_close
-from course_utils.spline_panel import random_knots, rq_log_slope, rq_spline
+from course_utils.panels.spline import random_knots, rq_log_slope, rq_spline
 
 Tensor = torch.Tensor
 

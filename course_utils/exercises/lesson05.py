@@ -15,6 +15,12 @@ import torch.nn.functional as F
 
 from course_utils.exercises import ExerciseFailed, exercise, expect, expect_close
 
+__all__ = [
+    "reverse_kl_reference",
+    "planar_log_det_reference",
+    "u_hat_reference",
+]
+
 Tensor = torch.Tensor
 
 # ------------------------------------------------------------- 05.1 reverse KL
@@ -48,8 +54,8 @@ def _reverse_kl_detached(flow, log_target, n, generator=None):
 
 
 def _gaussian_flow(loc, scale):
-    from course_utils.flows import Flow, StandardNormal
-    from course_utils.inference import LocScale
+    from course_utils.flows2d.flows import Flow, StandardNormal
+    from course_utils.flows2d.inference import LocScale
 
     return Flow(StandardNormal(2), [LocScale(2, loc=torch.tensor(loc), scale=torch.tensor(scale))])
 

@@ -17,6 +17,12 @@ import torch
 
 from course_utils.exercises import exercise, expect, expect_close
 
+__all__ = [
+    "squeeze_reference",
+    "dequantize_reference",
+    "bits_per_dim_reference",
+]
+
 Tensor = torch.Tensor
 
 # ------------------------------------------------------------------ 07.1 squeeze

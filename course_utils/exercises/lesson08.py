@@ -2,7 +2,7 @@
 
 The oracles: for the ascent step, autograd's gradient of a quadratic
 log-density whose gradient is also known by hand, and the rule that the known
-values never move; for the PSNR, :func:`course_utils.metrics.masked_psnr` and
+values never move; for the PSNR, :func:`course_utils.core.metrics.masked_psnr` and
 hand computations (a hole off by 0.1 everywhere scores 20 dB, whatever the
 known pixels do); for the acceptance ratio, torch's own Gaussian densities of
 the forward and the backward Langevin proposals.
@@ -16,6 +16,12 @@ from collections.abc import Callable
 import torch
 
 from course_utils.exercises import exercise, expect, expect_close
+
+__all__ = [
+    "ascent_step_reference",
+    "hole_psnr_reference",
+    "mala_log_acceptance_reference",
+]
 
 Tensor = torch.Tensor
 
@@ -138,7 +144,7 @@ def _psnr_batch_mean(pred, target, mask):
     ),
 )
 def _check_hole_psnr(fn) -> None:
-    from course_utils.metrics import masked_psnr
+    from course_utils.core.metrics import masked_psnr
 
     target = torch.rand(4, 1, 6, 6)
     mask = torch.zeros(4, 1, 6, 6, dtype=torch.bool)

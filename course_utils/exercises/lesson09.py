@@ -15,6 +15,12 @@ import torch
 
 from course_utils.exercises import ExerciseFailed, exercise, expect, expect_close
 
+__all__ = [
+    "colour_gap_reference",
+    "bits_per_dim_reference",
+    "noise_of_length_reference",
+]
+
 Tensor = torch.Tensor
 
 # ------------------------------------------------------------ 09.1 the colour gap

@@ -15,6 +15,12 @@ import torch
 
 from course_utils.exercises import ExerciseFailed, exercise, expect, expect_close
 
+__all__ = [
+    "auc_reference",
+    "zlib_bits_per_dim_reference",
+    "typicality_reference",
+]
+
 Tensor = torch.Tensor
 
 # ---------------------------------------------------------------- 10.1 ROC-AUC

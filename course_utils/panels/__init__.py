@@ -1,0 +1,1 @@
+"""Every lesson's interactive panel, one module per panel."""
