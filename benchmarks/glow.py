@@ -5,7 +5,7 @@ thread each (one per core), so each pair shares the machine's speed at that
 moment. The comparators:
 
 * ``reference``: normflows' own Glow example scaled to 28×28
-  (``course_utils.glow.model.REFERENCE_RECIPE``);
+  (``course_utils.glow.recipes.REFERENCE``);
 * ``uva-16``, ``uva-32``, ``uva-128``: the multi-scale flow of the UvA deep
   learning tutorial 11 (``benchmarks/uva_multiscale.py``, 1,711,818
   parameters), trained as the tutorial trains it (Adam 1e-3, gradient norm
@@ -153,9 +153,9 @@ def worker(dataset: str, name: str, budgets: list[float], test_n: int, tmp: Path
             )
             return model, history
     else:
-        from course_utils.glow.train import RECIPES
+        from course_utils.glow.recipes import RECIPES
 
-        batch = RECIPES[name]["batch_size"]
+        batch = RECIPES[name].batch_size
 
         def train_to(minutes: float):
             return train_glow(

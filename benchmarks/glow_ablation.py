@@ -1,6 +1,6 @@
 """Which choices make lesson 07's Glow learn fast on a CPU? One change at a time, in pairs.
 
-Each variant differs from ``course_utils.glow.train.COURSE_RECIPE`` in one setting.
+Each variant differs from ``course_utils.glow.recipes.COURSE`` in one setting.
 It trains beside the unchanged recipe, at the same time, one thread each (one
 per core), for the same wall-clock budget, so the two rows of a pair share the
 machine's speed at that moment; compare a variant only with its own pair's
@@ -39,9 +39,10 @@ EVAL_IMAGES = 1000
 
 def worker(name: str, minutes: float, out: Path) -> None:
     torch.set_num_threads(1)
-    from course_utils.glow.train import recipe_with, train_glow
+    from course_utils.glow.recipes import COURSE
+    from course_utils.glow.train import train_glow
 
-    recipe = recipe_with({} if name == RECIPE else VARIANTS[name])
+    recipe = COURSE.replace(**({} if name == RECIPE else VARIANTS[name]))
     with tempfile.TemporaryDirectory() as tmp:
         _, h = train_glow(
             "mnist",
@@ -59,9 +60,9 @@ def worker(name: str, minutes: float, out: Path) -> None:
         json.dumps(
             {
                 "name": name,
-                "recipe": recipe,
+                "recipe": recipe.as_dict(),
                 "steps": h.steps,
-                "images_per_second": h.steps * recipe["batch_size"] / h.seconds[-1],
+                "images_per_second": h.steps * recipe.batch_size / h.seconds[-1],
                 "seconds": [round(s, 1) for s in h.seconds],
                 "bpd": [round(v, 4) for v in h.eval],
             }

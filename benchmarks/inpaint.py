@@ -52,7 +52,7 @@ import torch
 from course_utils import inpaint as ip
 from course_utils import pretrained
 from course_utils.core.data import image_splits
-from course_utils.glow.model import load_glow
+from course_utils.glow.train import load_glow
 from course_utils.inpaint.comparison import METHODS, best, compare, paired_gain, psnr_table
 
 #: Mask type → (kind of :func:`course_utils.inpaint.make_masks`, its settings, seen while tuning).

@@ -36,6 +36,7 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -46,6 +47,9 @@ import torch  # noqa: E402
 
 from course_utils import seed_everything  # noqa: E402
 from course_utils.core.data import coloured_splits  # noqa: E402
+from course_utils.glow.model import GlowConfig  # noqa: E402
+from course_utils.glow.recipes import COURSE, PLAYGROUND_MODEL  # noqa: E402
+from course_utils.glow.train import train_glow  # noqa: E402
 from course_utils.panels.playground import (  # noqa: E402
     PlaygroundState,
     playground_panel,
@@ -150,21 +154,13 @@ def table(result: dict) -> str:
 
 #: The candidates for lesson 09's Glow: the course recipe on 3 channels, two narrower
 #: variants with normflows' GlowBase, and the narrower one with the cosine-basis base
-#: (:data:`course_utils.composite.losses.PLAYGROUND_MODEL`).
-def candidates() -> dict[str, dict]:
-    from course_utils.composite.losses import PLAYGROUND_MODEL
-    from course_utils.glow.train import COURSE_RECIPE
-
-    course = {**COURSE_RECIPE["model"], "shape": (3, 28, 28)}
-    mid = {**PLAYGROUND_MODEL, "base": "channel"}
+#: (:data:`course_utils.glow.recipes.PLAYGROUND_MODEL`).
+def candidates() -> dict[str, GlowConfig]:
+    mid = replace(PLAYGROUND_MODEL, base="channel")
     return {
-        "course recipe, 3 channels": course,
+        "course recipe, 3 channels": replace(COURSE.model, shape=(3, 28, 28)),
         "mid, GlowBase": mid,
-        "mid, one gated layer, blocks (2, 3), GlowBase": {
-            **mid,
-            "blocks": (2, 3),
-            "net_layers": 1,
-        },
+        "mid, one gated layer, blocks (2, 3), GlowBase": replace(mid, blocks=(2, 3), net_layers=1),
         "mid, spectral base (PLAYGROUND_MODEL)": PLAYGROUND_MODEL,
     }
 
@@ -179,8 +175,6 @@ def compare_architectures(seconds: float) -> list[dict]:
     """
     import tempfile
 
-    from course_utils.glow.train import COURSE_RECIPE, train_glow
-
     torch.set_num_threads(1)
     rows = []
     for name, spec in candidates().items():
@@ -188,7 +182,7 @@ def compare_architectures(seconds: float) -> list[dict]:
             model, history = train_glow(
                 "coloured-mnist",
                 minutes=seconds / 60,
-                recipe={**COURSE_RECIPE, "model": spec},
+                recipe=replace(COURSE, model=spec),
                 device="cpu",
                 checkpoint=Path(tmp) / "run.pt",
                 eval_images=500,

@@ -3,10 +3,10 @@
 For each model in ``pretrained/``: the seconds ``pretrained.load`` takes
 (sha256 check included; the median of three loads, target under 2 s), and,
 for every Glow, the figures of its manifest measured afresh from the committed
-file by the same function that wrote them (:func:`course_utils.pretrained.measure_glow`:
+file by the same function that wrote them (:func:`course_utils.glow.measure.measure_glow`:
 test bits/dim on the whole official test split, and for MNIST the recognisable
 share of 1,000 samples at T = 0.7 and T = 1; for the coloured-MNIST Glow
-:func:`course_utils.pretrained.measure_coloured_glow`, the same on the coloured
+:func:`course_utils.composite.measure.measure_coloured_glow`, the same on the coloured
 test digits, with the samples' colour gap), side by side with the manifest's values. A figure that
 does not reproduce is printed as a mismatch and the script exits with 1.
 
@@ -31,7 +31,9 @@ from pathlib import Path
 import torch
 
 from course_utils import pretrained
-from course_utils.glow.train import GLOW_DATASETS
+from course_utils.composite.measure import measure_coloured_glow
+from course_utils.core.data import IMAGE_DATASETS
+from course_utils.glow.measure import measure_glow
 
 TARGET_LOAD_SECONDS = 2.0
 
@@ -63,12 +65,12 @@ def bench(name: str) -> dict:
         "load_seconds": round(statistics.median(seconds), 3),
     }
     dataset = info.get("dataset", "").split(" ")[0]
-    if info["kind"] == "glow" and dataset in GLOW_DATASETS:
+    if info["kind"] == "glow" and dataset in IMAGE_DATASETS:
         t0 = time.perf_counter()
         if dataset == "coloured-mnist":
-            measured = pretrained.measure_coloured_glow(model)
+            measured = measure_coloured_glow(model)
         else:
-            measured = pretrained.measure_glow(model, dataset)
+            measured = measure_glow(model, dataset)
         row["measure_seconds"] = round(time.perf_counter() - t0, 1)
         row["manifest"] = figures_of(info)
         row["measured"] = figures_of(measured)

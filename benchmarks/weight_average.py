@@ -111,11 +111,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from course_utils.core.data import image_splits
     from course_utils.glow.model import GlowConfig
-    from course_utils.glow.train import COURSE_RECIPE, recipe_with, train_glow
+    from course_utils.glow.recipes import COURSE, Optimiser, Schedule
+    from course_utils.glow.train import train_glow
 
     model_changes = overrides(args.model, GlowConfig.__dataclass_fields__)
-    recipe_changes = overrides(args.recipe, set(COURSE_RECIPE) - {"model"})
-    recipe = recipe_with({**model_changes, **recipe_changes})
+    settings = {*Optimiser.__dataclass_fields__, *Schedule.__dataclass_fields__, "batch_size"}
+    recipe_changes = overrides(args.recipe, settings)
+    recipe = COURSE.replace(**model_changes, **recipe_changes)
     torch.set_num_threads(1)
     averages = WeightAverages(args.decays)
     handle = register_optimizer_step_post_hook(averages.update)

@@ -12,7 +12,7 @@ import torch
 
 from course_utils.core import distributed
 from course_utils.core.checkpoints import load_checkpoint
-from course_utils.glow.train import main
+from course_utils.glow.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,7 +56,7 @@ def test_two_ranks_see_different_rows_and_end_with_the_same_weights(tmp_path: Pa
 @pytest.mark.slow
 def test_glow_cli_under_torchrun_resumes_on_one_process(tmp_path: Path, shared_data) -> None:
     ckpt = tmp_path / "glow.pt"
-    args = ["-m", "course_utils.glow.train", "--dataset", "mnist", "--recipe", "small"]
+    args = ["-m", "course_utils.glow", "--dataset", "mnist", "--recipe", "small"]
     args += ["--device", "cpu", "--checkpoint", str(ckpt), "--steps-per-epoch", "2"]
     args += ["--eval-images", "16"]
     done = torchrun(*args, "--minutes", "0.02")

@@ -17,6 +17,7 @@ from course_utils.flows2d.bijections import (
     TanhBump,
     pushforward_log_prob,
 )
+from course_utils.flows2d.plots import change_of_area_2d
 from course_utils.panels.warp import warp_figure, warp_panel
 
 
@@ -116,7 +117,7 @@ def test_panel_with_button_runs_only_on_click() -> None:
 
 def test_save_figure_writes_into_figures_dir(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("COURSE_FIGURES_DIR", str(tmp_path))
-    fig = plots.change_of_area_2d({"id": Linear2D([[1.0, 0.0], [0.0, 1.0]])}, n=20)
+    fig = change_of_area_2d({"id": Linear2D([[1.0, 0.0], [0.0, 1.0]])}, n=20)
     path = plots.save_figure(fig, "test_fig")
     assert path == tmp_path / "test_fig.png" and path.stat().st_size > 1000
 

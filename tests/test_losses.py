@@ -9,22 +9,20 @@ import pytest
 import torch
 from oracles import perturb
 
+from course_utils.composite.finetune import TermHistory, evaluate, fit
 from course_utils.composite.losses import (
     LossConfig,
-    TermHistory,
     base_noise,
     channel_mean_gap,
     channel_means,
     composite_loss,
     dequantized,
-    evaluate,
-    fit,
-    ink,
     log_prob_and_latents,
     nll_term,
     perturbed_reconstruction,
     sample_with_grad,
 )
+from course_utils.composite.measure import ink
 from course_utils.core.data import (
     BACKGROUND_PROBS,
     BACKGROUNDS,
@@ -33,7 +31,8 @@ from course_utils.core.data import (
     colourize,
 )
 from course_utils.core.metrics import bits_per_dim
-from course_utils.glow.model import Glow, dequantize, make_optimizer
+from course_utils.glow.model import Glow, GlowConfig, dequantize
+from course_utils.glow.recipes import Optimiser, Recipe, Schedule
 
 pytestmark = pytest.mark.usefixtures("rng")
 
@@ -228,9 +227,8 @@ def test_bad_settings_and_inputs_are_refused(model: Glow, batch: torch.Tensor) -
 
 def test_fit_logs_every_term_and_evaluate_measures(model: Glow, rng: torch.Generator) -> None:
     images = colourize(digits(64, rng))[0]
-    optimizer, scheduler = make_optimizer(
-        model, {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 1}
-    )
+    recipe = Recipe(GlowConfig(**TINY), Optimiser("adam", lr=1e-3), Schedule(warmup_steps=1))
+    optimizer, scheduler = recipe.make_optimizer(model)
     terms, history = fit(model, images, LossConfig(alpha=10.0, beta=1.0), 3, optimizer, scheduler)
     assert isinstance(terms, TermHistory) and len(terms) == history.steps == 3
     assert all(math.isfinite(v) for v in terms.total + terms.nll + terms.recon + terms.channel)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 
@@ -13,8 +12,10 @@ import torch
 from course_utils.core.checkpoints import CheckpointMismatchError, save_checkpoint
 from course_utils.core.data import image_splits, load_mnist
 from course_utils.core.metrics import bits_per_dim
-from course_utils.glow.model import Glow, dequantize, load_glow, make_optimizer
-from course_utils.glow.train import train_glow
+from course_utils.glow.cli import main
+from course_utils.glow.model import Glow, GlowConfig, dequantize
+from course_utils.glow.recipes import Optimiser, Recipe, Schedule
+from course_utils.glow.train import load_glow, train_glow
 
 TINY = {"levels": 2, "blocks": 1, "hidden": 8}
 
@@ -93,14 +94,7 @@ def test_bad_inputs_give_clear_errors(tiny: Glow) -> None:
 
 
 def test_train_save_load_sample_end_to_end(tmp_path, shared_data) -> None:
-    recipe = {
-        "model": TINY,
-        "optimizer": "adam",
-        "lr": 1e-3,
-        "weight_decay": 0.0,
-        "warmup_steps": 2,
-        "batch_size": 16,
-    }
+    recipe = Recipe(GlowConfig(**TINY), Optimiser("adam", lr=1e-3), Schedule(warmup_steps=2), 16)
     ckpt = tmp_path / "glow.pt"
     model, history = train_glow(
         "mnist",
@@ -141,7 +135,6 @@ def test_load_glow_refuses_foreign_checkpoint(tmp_path) -> None:
 
 def test_cli_trains_and_resumes(tmp_path, shared_data, capsys) -> None:
     from course_utils.core.checkpoints import load_checkpoint
-    from course_utils.glow.train import main
 
     ckpt = tmp_path / "cli.pt"
     args = ["--dataset", "mnist", "--device", "cpu", "--checkpoint", str(ckpt)]
@@ -221,8 +214,7 @@ def test_train_glow_initialises_before_training(tmp_path, shared_data, monkeypat
         return log_prob(self, x)
 
     monkeypatch.setattr(Glow, "log_prob", spy)
-    recipe = {"model": TINY, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0}
-    recipe |= {"warmup_steps": 2, "batch_size": 16}
+    recipe = Recipe(GlowConfig(**TINY), Optimiser("adam", lr=1e-3), Schedule(warmup_steps=2), 16)
     train_glow("mnist", 0.01, recipe, "cpu", tmp_path / "g.pt", eval_images=16, steps_per_epoch=2)
     assert seen and all(seen)
 
@@ -256,21 +248,6 @@ def test_glow_careless_inputs(tiny: Glow) -> None:
     assert tiny.sample(np.int64(2)).shape == (2, 1, 28, 28)
 
 
-def test_make_optimizer_checks_the_recipe() -> None:
-    model = Glow(**TINY)
-    good = {"optimizer": "adam", "lr": np.float64(1e-3), "weight_decay": 0.0, "warmup_steps": 3}
-    optimizer, _ = make_optimizer(model, good)
-    assert type(optimizer.param_groups[0]["lr"]) is float
-    with pytest.raises(ValueError, match="optimizer 'sgd'.*adam.*adamax"):
-        make_optimizer(model, {**good, "optimizer": "sgd"})
-    with pytest.raises(ValueError, match="lr must be a finite number > 0"):
-        make_optimizer(model, {**good, "lr": float("nan")})
-    with pytest.raises(ValueError, match="warmup_steps must be an integer >= 0"):
-        make_optimizer(model, {**good, "warmup_steps": -1})
-    with pytest.raises(ValueError, match="recipe lacks 'weight_decay'"):
-        make_optimizer(model, {k: v for k, v in good.items() if k != "weight_decay"})
-
-
 def test_load_glow_refuses_weights_of_another_architecture(tmp_path, tiny: Glow) -> None:
     from course_utils.glow.model import glow_checkpoint_state
 
@@ -293,8 +270,6 @@ def test_load_glow_refuses_weights_of_another_architecture(tmp_path, tiny: Glow)
     ],
 )
 def test_cli_refuses_bad_budgets(tmp_path, capsys, flag: str, value: str, match: str) -> None:
-    from course_utils.glow.train import main
-
     with pytest.raises(SystemExit) as info:
         main(["--checkpoint", str(tmp_path / "x.pt"), flag, value])
     assert info.value.code == 2 and match in capsys.readouterr().err
@@ -315,7 +290,6 @@ def test_train_glow_refuses_bad_budgets(tmp_path) -> None:
 
 def test_cli_refuses_to_resume_another_dataset(tmp_path, shared_data, capsys) -> None:
     from course_utils.core.checkpoints import load_checkpoint
-    from course_utils.glow.train import main
 
     ckpt = tmp_path / "cli.pt"
     args = ["--device", "cpu", "--checkpoint", str(ckpt), "--steps-per-epoch", "2"]
@@ -409,16 +383,3 @@ def test_a_spectral_glow_reloads_and_older_checkpoints_keep_their_config(tmp_pat
     assert "base" not in glow_checkpoint_state(Glow(**TINY))["config"]
     with pytest.raises(ValueError, match="base must be 'channel' or 'spectral'"):
         Glow(base="dct", **TINY)
-
-
-def test_recipe_with_routes_model_and_training_changes_and_refuses_unknown_keys() -> None:
-    from course_utils.glow.train import COURSE_RECIPE, recipe_with
-
-    before = json.dumps(COURSE_RECIPE, sort_keys=True, default=str)
-    r = recipe_with({"base": "spectral", "dequantizer": 0, "lr": 2e-3, "batch_size": 32})
-    assert r["model"]["base"] == "spectral" and r["model"]["dequantizer"] == 0
-    assert r["lr"] == 2e-3 and r["batch_size"] == 32 and "base" not in r
-    assert json.dumps(COURSE_RECIPE, sort_keys=True, default=str) == before  # a copy
-    assert recipe_with({}) == COURSE_RECIPE
-    with pytest.raises(ValueError, match="unknown recipe change 'widht'"):
-        recipe_with({"widht": 3})

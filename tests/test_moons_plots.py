@@ -7,7 +7,7 @@ import torch
 
 from course_utils.core.train import History
 from course_utils.flows2d import models2d
-from course_utils.flows2d.moons_plots import (
+from course_utils.flows2d.plots import (
     base_and_flow_densities,
     density_sample_grid,
     nll_curves,

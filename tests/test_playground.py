@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.core.data import colourize
+from course_utils import pretrained, release
+from course_utils.composite.losses import CONFIGURATIONS
+from course_utils.composite.measure import coloured_sample_figures
+from course_utils.core.data import coloured_splits, colourize
 from course_utils.glow.model import Glow
+from course_utils.glow.recipes import PLAYGROUND, PLAYGROUND_MODEL, RECIPES, Recipe
+from course_utils.glow.train import train_glow
 from course_utils.panels.playground import (
     DEFAULTS,
     Playground,
@@ -19,6 +24,7 @@ from course_utils.panels.playground import (
     playground_train,
     starting_model,
 )
+from course_utils.pretrained import manifest
 
 pytestmark = pytest.mark.usefixtures("rng", "one_thread")
 
@@ -128,8 +134,6 @@ def test_refused_setting_is_reported_in_the_panel(state: PlaygroundState) -> Non
 def test_defaults_are_configuration_d_and_unknown_settings_are_refused(
     state: PlaygroundState,
 ) -> None:
-    from course_utils.composite.losses import CONFIGURATIONS
-
     d = CONFIGURATIONS["d"]
     assert (DEFAULTS["alpha"], DEFAULTS["beta"], DEFAULTS["sigma"]) == (d.alpha, d.beta, d.sigma)
     assert DEFAULTS["temperature"] == d.temperature and DEFAULTS["scale_noise"] is True
@@ -167,13 +171,11 @@ def test_runs_count_recognised_samples_when_given_a_classifier(state: Playground
 
 
 def test_starting_model_from_scratch_is_the_playground_recipe(state: PlaygroundState) -> None:
-    from course_utils.composite.losses import PLAYGROUND_MODEL
-
     with pytest.raises(ValueError, match="train_images must be given"):
         starting_model(from_scratch=True)
     model = starting_model(from_scratch=True, train_images=state.train_images)
     assert model.initialized and not model.training
-    assert model.config.shape == (3, 28, 28) and model.config.blocks == PLAYGROUND_MODEL["blocks"]
+    assert model.config.shape == (3, 28, 28) and model.config.blocks == PLAYGROUND_MODEL.blocks
     again = starting_model(from_scratch=True, train_images=state.train_images)
     for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)  # seeded: the same fresh model
@@ -183,56 +185,39 @@ def test_starting_model_from_scratch_is_the_playground_recipe(state: PlaygroundS
 def test_make_writes_a_coloured_glow_whose_figures_load_reproduces(
     tmp_path, shared_data, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from course_utils import pretrained
-    from course_utils.composite.losses import PRETRAIN_RECIPE
-    from course_utils.glow import train as glow_train
-
     # The make path, on a model a test can afford; the learning rate drops 10-fold at step 2.
-    tiny = {**PRETRAIN_RECIPE, "model": TINY, "warmup_steps": 0, "lr_drop": (2, 0.1)}
-    recipes = glow_train.recipes()
-    monkeypatch.setattr(glow_train, "recipes", lambda: {**recipes, "tiny": tiny})
-    monkeypatch.setattr(pretrained, "measure_coloured_glow", lambda m: {"figures": "measured"})
-    info = pretrained.make_glow(
-        "glow-tiny", "coloured-mnist", "tiny", minutes=0.02, folder=tmp_path
-    )
+    tiny = PLAYGROUND.replace(**TINY, warmup_steps=0, lr_drop=(2, 0.1))
+    monkeypatch.setitem(RECIPES, "tiny", tiny)
+    monkeypatch.setattr(release, "measure_coloured_glow", lambda m: {"figures": "measured"})
+    info = release.make_glow("glow-tiny", "coloured-mnist", "tiny", minutes=0.02, folder=tmp_path)
     assert info["dataset"].startswith("coloured-mnist") and info["steps"] >= 1
-    assert info["figures"] == "measured" and info["recipe_settings"]["model"]["shape"] == (
-        3,
-        28,
-        28,
-    )
+    assert info["figures"] == "measured" and Recipe.from_dict(info["recipe_settings"]) == tiny
     assert info["command"] == (
-        "python -m course_utils.pretrained make glow-tiny --dataset coloured-mnist --recipe tiny "
+        "python -m course_utils.release glow-tiny --dataset coloured-mnist --recipe tiny "
         "--minutes 0.02"
     )
     model = pretrained.load("glow-tiny", tmp_path)
     assert model.config.shape == (3, 28, 28) and model.initialized
     # Continuing the run resumes its checkpoint: more steps, the same run file.
-    again = pretrained.make_glow(
-        "glow-tiny", "coloured-mnist", "tiny", minutes=0.04, folder=tmp_path
-    )
+    again = release.make_glow("glow-tiny", "coloured-mnist", "tiny", minutes=0.04, folder=tmp_path)
     assert again["steps"] > info["steps"] >= 1
     run = torch.load(tmp_path / "glow-tiny.run.pt", weights_only=False)
-    assert run["optimizer"]["param_groups"][0]["lr"] == pytest.approx(tiny["lr"] * 0.1)
+    assert run["optimizer"]["param_groups"][0]["lr"] == pytest.approx(tiny.optimiser.lr * 0.1)
     assert run["extra"]["recipe"] == "tiny" and run["extra"]["dataset"] == "coloured-mnist"
     with pytest.raises(ValueError, match="is for 1-channel images, but coloured-mnist has 3"):
-        glow_train.train_glow("coloured-mnist", 0.01, "small", checkpoint=tmp_path / "x.pt")
+        train_glow("coloured-mnist", 0.01, "small", checkpoint=tmp_path / "x.pt")
     with pytest.raises(ValueError, match="is for 3-channel images, but mnist has 1"):
-        pretrained.make_glow("glow-x", "mnist", "playground", minutes=0.01, folder=tmp_path)
+        release.make_glow("glow-x", "mnist", "playground", minutes=0.01, folder=tmp_path)
     assert not (tmp_path / "x.pt").exists() and not (tmp_path / "glow-x.run.pt").exists()
 
 
 def test_the_shipped_starting_model_is_the_playground_recipe() -> None:
-    from course_utils.composite.losses import PLAYGROUND_MODEL
-    from course_utils.pretrained import manifest
-
     model = starting_model()
     assert model.initialized and not model.training
-    for key, value in PLAYGROUND_MODEL.items():
-        assert getattr(model.config, key) == value, key
+    assert model.config == PLAYGROUND_MODEL
     info = manifest("glow-coloured-mnist")
     assert info["dataset"].startswith("coloured-mnist") and info["recipe"] == "playground"
-    assert info["command"].startswith("python -m course_utils.pretrained make glow-coloured-mnist")
+    assert info["command"].startswith("python -m course_utils.release glow-coloured-mnist")
 
 
 @pytest.mark.slow
@@ -240,9 +225,6 @@ def test_the_shipped_model_reproduces_its_manifest(shared_data) -> None:
     # The test bits/dim on all 10,000 digits is measured again by benchmarks/pretrained.py
     # (about a minute); here the last point of the held-out curve, which the training
     # measured on the final weights, and every sample figure.
-    from course_utils.core.data import coloured_splits
-    from course_utils.pretrained import coloured_sample_figures, manifest
-
     info = manifest("glow-coloured-mnist")
     model = starting_model()
     assert info["held_out_steps"][-1] == info["steps"]

@@ -10,8 +10,14 @@ import pytest
 import torch
 
 from course_utils import pretrained
+from course_utils.core.checkpoints import checkpoint_differences, load_checkpoint
 from course_utils.glow.digits import DigitClassifier, probabilities, recognisable
-from course_utils.pretrained import PretrainedError, load, manifest, save_model, sha256sum
+from course_utils.glow.measure import measure_glow
+from course_utils.glow.model import Glow
+from course_utils.glow.recipes import RECIPES, Recipe
+from course_utils.glow.train import run_identity
+from course_utils.pretrained import PretrainedError, load, manifest, sha256sum
+from course_utils.release import make_glow, save_model
 
 
 @pytest.fixture
@@ -93,12 +99,10 @@ def test_recognisable_rejects_noise_and_non_finite() -> None:
 
 @pytest.mark.slow
 def test_make_glow_writes_a_model_whose_figures_load_reproduces(tmp_path: Path, shared_data):
-    from course_utils.pretrained import make_glow, measure_glow
-
     info = make_glow("glow-tiny", "mnist", "small", minutes=0.02, device="cpu", folder=tmp_path)
     model = load("glow-tiny", tmp_path)
     assert info["kind"] == "glow" and info["steps"] >= 1 and info["test_images"] == 10_000
-    assert info["command"].startswith("python -m course_utils.pretrained make glow-tiny")
+    assert info["command"].startswith("python -m course_utils.release glow-tiny")
     again = measure_glow(model, "mnist")
     assert again["test_bits_per_dim"] == info["test_bits_per_dim"]
     assert again["recognisable_share"] == info["recognisable_share"]
@@ -109,15 +113,12 @@ def test_make_glow_writes_a_model_whose_figures_load_reproduces(tmp_path: Path, 
 def test_each_shipped_run_file_resumes_with_its_manifests_command(name: str) -> None:
     # `make NAME --recipe R` continues NAME.run.pt: the file must fit the run that
     # command builds today (its recipe, dataset, architecture, optimizer and schedule).
-    from course_utils.core.checkpoints import checkpoint_differences, load_checkpoint
-    from course_utils.glow.model import Glow, make_optimizer
-    from course_utils.glow.train import recipes, run_identity
-
     info = manifest(name)
-    recipe = recipes()[info["recipe"]]
+    recipe = RECIPES[info["recipe"]]
+    assert Recipe.from_dict(info["recipe_settings"]) == recipe
     dataset = info["command"].split("--dataset ")[1].split()[0]
-    model = Glow(**recipe["model"])
-    optimizer, scheduler = make_optimizer(model, recipe)
+    model = Glow(recipe.model)
+    optimizer, scheduler = recipe.make_optimizer(model)
     state = load_checkpoint(pretrained.PRETRAINED_DIR / f"{name}.run.pt")
     assert state["history"]["steps"] >= info["steps"]
     assert not checkpoint_differences(

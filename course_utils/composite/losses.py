@@ -39,12 +39,12 @@ from typing import NamedTuple
 
 import torch
 
-from course_utils.core.metrics import bits_per_dim, bits_per_dim_each
-from course_utils.core.train import train
+from course_utils.core.metrics import bits_per_dim_each
 from course_utils.glow.layers import base_from_noise
 from course_utils.glow.model import Glow, dequantize
 
 __all__ = [
+    "check_images",
     "dequantized",
     "log_prob_and_latents",
     "nll_term",
@@ -56,20 +56,13 @@ __all__ = [
     "LossConfig",
     "LossTerms",
     "composite_loss",
-    "PLAYGROUND_MODEL",
-    "PRETRAIN_RECIPE",
-    "PLAYGROUND_RECIPE",
     "CONFIGURATIONS",
-    "TermHistory",
-    "fit",
-    "ink",
-    "evaluate",
 ]
 
 Tensor = torch.Tensor
 
 
-def _check_images(x: Tensor, name: str, channels: int | None = None) -> None:
+def check_images(x: Tensor, name: str, channels: int | None = None) -> None:
     """Raise a clear ValueError unless ``x`` is a finite float ``(batch, C, H, W)``."""
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or len(x) == 0:
         got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -118,7 +111,7 @@ def dequantized(
         if model.dequantizer is not None:
             return model.dequantizer(x, generator)
         return dequantize(x, generator), torch.zeros(len(x))
-    _check_images(x, "x")
+    check_images(x, "x")
     return x, torch.zeros(len(x), dtype=x.dtype, device=x.device)
 
 
@@ -191,7 +184,7 @@ def perturbed_reconstruction(
     if z is None:
         z = model.encode(x)
     else:
-        _check_images(x, "x")
+        check_images(x, "x")
     moved = [zi + sigma * torch.randn(zi.shape, generator=generator).to(zi) for zi in z]
     error = (model.decode(moved) - x).pow(2)
     return error.flatten(1).mean(1) if per_image else error.mean()
@@ -203,7 +196,7 @@ def channel_means(x: Tensor) -> Tensor:
     >>> channel_means(torch.ones(2, 3, 4, 4) * torch.tensor([0.1, 0.2, 0.3])[:, None, None])
     tensor([0.1000, 0.2000, 0.3000])
     """
-    _check_images(x, "x")
+    check_images(x, "x")
     return x.mean(dim=(0, 2, 3))
 
 
@@ -222,8 +215,8 @@ def channel_mean_gap(x: Tensor, x_hat: Tensor) -> Tensor:
     >>> round(float(channel_mean_gap(a, b)) ** 2, 6)  # sqrt(1 + 1 + 1), squared
     3.0
     """
-    _check_images(x, "x")
-    _check_images(x_hat, "x_hat", channels=x.shape[1])
+    check_images(x, "x")
+    check_images(x_hat, "x_hat", channels=x.shape[1])
     return torch.linalg.vector_norm(channel_means(x) - channel_means(x_hat))
 
 
@@ -375,58 +368,7 @@ def composite_loss(
     return LossTerms(total, nll, recon, channel)
 
 
-# ------------------------------------------------------- training with terms
-
-#: The 3-channel Glow of lesson 09: lesson 07's course recipe (gated coupling
-#: networks with a bounded log-scale, checkerboard couplings at full
-#: resolution, a learned dequantizer, a logit with a tiny α), made narrower so
-#: that a step with all three terms (an inverse pass, two forward passes and
-#: their backward passes) stays well under a second on one CPU core; its base
-#: reads each latent in the cosine basis (``base="spectral"``,
-#: :class:`course_utils.glow.layers.SpectralGlowBase`), so a background of one
-#: colour across the image is a single latent coordinate per channel.
-PLAYGROUND_MODEL: dict = {
-    "shape": (3, 28, 28),
-    "levels": 2,
-    "blocks": (2, 2),
-    "hidden": (32, 48),
-    "net": "gated",
-    "net_layers": 2,
-    "full_res": 2,
-    "full_res_hidden": 24,
-    "dequantizer": 2,
-    "dequantizer_hidden": 16,
-    "logit_alpha": 1e-5,
-    "base": "spectral",
-}
-
-#: How the shipped ``glow-coloured-mnist`` was pretrained on the NLL alone
-#: (``python -m course_utils.pretrained make glow-coloured-mnist ...``): Adam at
-#: 1e-3 for the first 12,000 steps, then at 2e-4 (batches of 16 make the larger
-#: steps noisy once the curve flattens).
-PRETRAIN_RECIPE: dict = {
-    "model": PLAYGROUND_MODEL,
-    "optimizer": "adam",
-    "lr": 1e-3,
-    "weight_decay": 0.0,
-    "warmup_steps": 100,
-    "batch_size": 16,
-    "max_grad_norm": 100.0,
-    "lr_drop": (12000, 0.2),
-}
-
-#: How lesson 09 and its playground fine-tune that model with the composite loss:
-#: a smaller learning rate than the pretraining's, so the added terms change a
-#: model that already draws digits instead of starting it over.
-PLAYGROUND_RECIPE: dict = {
-    "model": PLAYGROUND_MODEL,
-    "optimizer": "adam",
-    "lr": 2e-4,
-    "weight_decay": 0.0,
-    "warmup_steps": 10,
-    "batch_size": 16,
-    "max_grad_norm": 100.0,
-}
+# ------------------------------------------------------ the four configurations
 
 #: The four configurations of the loss study. (a) plain NLL in nats per image;
 #: (b) NLL in bits/dim + α·R; (c) (b) + β·channel-mean gap with noise of
@@ -438,202 +380,3 @@ CONFIGURATIONS: dict[str, LossConfig] = {
     "c": LossConfig(alpha=ALPHA, beta=BETA, scale_noise=False),
     "d": LossConfig(alpha=ALPHA, beta=BETA, scale_noise=True),
 }
-
-
-@dataclass
-class TermHistory:
-    """Every step's loss terms (floats), appended to by :func:`fit`."""
-
-    total: list[float]
-    nll: list[float]
-    recon: list[float]
-    channel: list[float]
-
-    @classmethod
-    def empty(cls) -> TermHistory:
-        return cls([], [], [], [])
-
-    def append(self, terms: LossTerms) -> None:
-        for name, value in zip(LossTerms._fields, terms, strict=True):
-            getattr(self, name).append(float(value.detach()))
-
-    def __len__(self) -> int:
-        return len(self.total)
-
-
-def fit(
-    model: Glow,
-    images: Tensor,
-    config: LossConfig,
-    steps: int,
-    optimizer: torch.optim.Optimizer,
-    scheduler=None,
-    terms: TermHistory | None = None,
-    seed: int = 0,
-    on_step=None,
-    recipe: dict | None = None,
-):
-    """Train ``model`` for ``steps`` steps of :func:`composite_loss`, logging each term.
-
-    A thin wrapper around :func:`course_utils.core.train.train` (its NaN guard,
-    batching and gradient clipping): the loss function it is given records the
-    terms of every step.
-
-    Args:
-        model: a :class:`~course_utils.glow.model.Glow`.
-        images: ``uint8`` training images ``(N, C, H, W)``, dequantized afresh
-            at every step (by the model's own dequantizer, if it has one).
-        config: the loss settings.
-        steps: optimisation steps.
-        optimizer: e.g. from :func:`course_utils.glow.model.make_optimizer`; pass
-            the same one again to continue training.
-        scheduler: an optional learning-rate schedule.
-        terms: a history to append to (a new one by default).
-        seed: seeds the batch order, the dequantization, the perturbations and
-            the samples: the same seed gives every configuration the same batches.
-        on_step: called with the step count so far after every step (e.g. a
-            progress bar).
-        recipe: its ``batch_size`` and ``max_grad_norm`` (default
-            :data:`PLAYGROUND_RECIPE`).
-
-    Returns:
-        ``(terms, history)``: the :class:`TermHistory` and the
-        :class:`course_utils.core.train.History` of this call.
-    """
-    if images.dtype != torch.uint8 or images.ndim != 4:
-        raise ValueError(
-            f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
-        )
-    if steps < 1:
-        raise ValueError(f"steps must be positive, got {steps}")
-    recipe = PLAYGROUND_RECIPE if recipe is None else recipe
-    terms = TermHistory.empty() if terms is None else terms
-    noise = torch.Generator().manual_seed(seed + 1)
-    done = [0]
-
-    def loss_fn(m: Glow, batch: Tensor) -> Tensor:
-        parts = composite_loss(m, batch, config, noise)
-        terms.append(parts)
-        done[0] += 1
-        if on_step is not None:
-            on_step(done[0])
-        return parts.total
-
-    history = train(
-        model,
-        loss_fn,
-        images,
-        epochs=1,
-        batch_size=recipe["batch_size"],
-        optimizer=optimizer,
-        scheduler=scheduler,
-        device="cpu",
-        max_grad_norm=recipe.get("max_grad_norm"),
-        progress=False,
-        seed=seed,
-        steps_per_epoch=steps,
-    )
-    return terms, history
-
-
-def ink(images: Tensor) -> Tensor:
-    """Grey digits back from coloured ones: each pixel's distance from the background colour.
-
-    The background is the median colour of the image's border pixels; the
-    distance of every pixel's colour from it, divided by the image's largest
-    distance, is the ink ``a`` of :func:`course_utils.core.data.colourize` (exactly,
-    up to rounding, for a coloured digit whose darkest stroke pixel has full
-    ink). So the digit classifier of lesson 07 can read coloured samples.
-
-    Args:
-        images: ``(N, C, H, W)`` in ``[0, 1]``.
-
-    Returns:
-        ``(N, 1, H, W)`` in ``[0, 1]``.
-    """
-    _check_images(images, "images")
-    border = torch.cat(
-        [images[:, :, 0], images[:, :, -1], images[:, :, :, 0], images[:, :, :, -1]], dim=2
-    )
-    background = border.median(dim=2).values[:, :, None, None]
-    distance = (images - background).norm(dim=1, keepdim=True)
-    return distance / distance.flatten(1).amax(1).clamp_min(1e-6).view(-1, 1, 1, 1)
-
-
-@torch.no_grad()
-def evaluate(
-    model: Glow,
-    test: Tensor,
-    temperature: float = 0.7,
-    sigma: float = 0.1,
-    n_samples: int = 256,
-    seed: int = 0,
-    classifier: torch.nn.Module | None = None,
-    batch_size: int = 100,
-) -> dict[str, float | list[float]]:
-    """Held-out measures of a model trained with :func:`composite_loss`.
-
-    Args:
-        model: a :class:`~course_utils.glow.model.Glow`.
-        test: held-out ``uint8`` images (dequantized the model's way, noise
-            seeded with ``seed + 1``) or dequantized float images, ``(N, C, H, W)``.
-        temperature: temperature of the samples (drawn the Glow way, noise of
-            standard deviation ``T`` per dimension).
-        sigma: latent perturbation of the reconstruction measure.
-        n_samples: samples for the colour statistics.
-        seed: seeds the samples, the perturbations and the dequantization.
-        classifier: lesson 07's digit classifier: if given, the share of the
-            samples it recognises through :func:`ink` is measured too.
-        batch_size: test images per pass (small batches run faster on a CPU).
-
-    Returns:
-        A dict: ``bpd`` (test bits/dim of the dequantization bound),
-        ``channel_error`` (``|μ_c(test) − μ_c(samples)|`` per channel),
-        ``channel_gap`` (its Euclidean norm), ``recon`` (mean ``R`` over the
-        test images whose reconstruction stayed finite), ``recon_overflow`` and
-        ``sample_overflow`` (the fractions of perturbed reconstructions and of
-        samples that came out NaN or infinite: an ill-conditioned inverse;
-        such samples are left out of the colour statistics), and
-        ``recognisable`` (with a classifier).
-    """
-    if isinstance(test, torch.Tensor) and test.dtype == torch.uint8:
-        if test.ndim != 4 or test.shape[1] != model.config.shape[0]:
-            raise ValueError(f"test must be (N, {model.config.shape[0]}, H, W), got {test.shape}")
-    else:
-        _check_images(test, "test", channels=model.config.shape[0])
-    was_training = model.training
-    model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    samples = sample_with_grad(model, n_samples, temperature, True, generator)
-    ok = torch.isfinite(samples.flatten(1)).all(1)
-    samples = samples[ok].clamp(0, 1)
-    noise = torch.Generator().manual_seed(seed + 1)
-    log_ps, errors, sums = [], [], torch.zeros(test.shape[1])
-    for batch in test.split(batch_size):  # one inverse pass gives log p and the latents
-        u, log_q = dequantized(model, batch, noise)
-        log_p, z = log_prob_and_latents(model, u)
-        log_ps.append(log_p - log_q)
-        errors.append(perturbed_reconstruction(model, u, sigma, z, generator, per_image=True))
-        sums += u.sum(dim=(0, 2, 3))
-    per_image = torch.cat(errors)
-    finite = torch.isfinite(per_image)
-    mean_test = sums / (len(test) * test.shape[2] * test.shape[3])
-    if len(samples):
-        diff = (mean_test - channel_means(samples)).abs()
-    else:  # every sample overflowed: no colour statistics
-        diff = torch.full((test.shape[1],), math.nan)
-    result: dict[str, float | list[float]] = {
-        "bpd": bits_per_dim(torch.cat(log_ps), model.num_dims),
-        "channel_error": diff.tolist(),
-        "channel_gap": float(torch.linalg.vector_norm(diff)),
-        "recon": float(per_image[finite].mean()) if finite.any() else math.nan,
-        "recon_overflow": float((~finite).float().mean()),
-        "sample_overflow": float((~ok).float().mean()),
-    }
-    if classifier is not None:
-        from course_utils.glow.digits import recognisable
-
-        share = recognisable(classifier, ink(samples)).share if len(samples) else 0.0
-        result["recognisable"] = share * float(ok.float().mean())  # overflowed: not recognised
-    model.train(was_training)
-    return result

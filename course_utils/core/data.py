@@ -59,6 +59,7 @@ __all__ = [
     "locate",
     "load_mnist",
     "IMAGE_DATASETS",
+    "check_dataset",
     "image_splits",
     "BACKGROUNDS",
     "BACKGROUND_PROBS",
@@ -207,9 +208,7 @@ _IDX_DTYPES = {0x08: np.uint8}
 
 
 def _spec(name: str) -> DatasetSpec:
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
-    return DATASETS[name]
+    return DATASETS[check_dataset(name, tuple(DATASETS))]
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "md5") -> str:
@@ -565,9 +564,22 @@ def _check_identity(path: Path, payload: bytes, wanted: FileIdentity) -> None:
     )
 
 
-#: Image datasets for the Glow lessons: each is its official 60,000-image training split
-#: and 10,000-image test split.
-IMAGE_DATASETS = ("mnist", "fashion-mnist")
+#: The image datasets the Glow lessons train on, the one list every entry point checks
+#: against: each is its official 60,000-image training split and 10,000-image test
+#: split. ``"coloured-mnist"`` is MNIST's digits through :func:`colourize` (the
+#: training digits coloured with seed 0, the test digits with seed 1; lesson 09).
+IMAGE_DATASETS = (*DATASETS, "coloured-mnist")
+
+
+def check_dataset(name: str, choices: tuple[str, ...] = IMAGE_DATASETS) -> str:
+    """``name`` if it is one of ``choices`` (default :data:`IMAGE_DATASETS`), else a clear error.
+
+    >>> check_dataset("mnist")
+    'mnist'
+    """
+    if name not in choices:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(choices)}")
+    return name
 
 
 def image_splits(
@@ -576,14 +588,15 @@ def image_splits(
     """Train and held-out images of an :data:`IMAGE_DATASETS` entry, with a channel axis.
 
     Args:
-        name: ``"mnist"`` or ``"fashion-mnist"``.
+        name: ``"mnist"``, ``"fashion-mnist"`` or ``"coloured-mnist"``.
         root: local data folder (default ``COURSE_DATA_DIR``).
 
     Returns:
-        ``(train, test)`` ``uint8`` tensors of shape ``(N, 1, 28, 28)``.
+        ``(train, test)`` ``uint8`` tensors of shape ``(N, C, 28, 28)``: one
+        channel, or three for ``"coloured-mnist"``.
     """
-    if name not in IMAGE_DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {IMAGE_DATASETS}")
+    if check_dataset(name) == "coloured-mnist":
+        return coloured_splits("mnist", seed=0, root=root)
     train, _ = load_mnist(name, "train", root)
     test, _ = load_mnist(name, "test", root)
     return train[:, None], test[:, None]
@@ -658,12 +671,12 @@ def coloured_splits(
     so the held-out digits' colours are new draws from the same palettes.
 
     Args:
-        name: an :data:`IMAGE_DATASETS` entry (``"mnist"`` for the lessons).
+        name: ``"mnist"`` (the lessons) or ``"fashion-mnist"``.
         seed: seeds the colours.
         root: local data folder (default ``COURSE_DATA_DIR``).
 
     Returns:
         ``(train, test)`` ``uint8`` tensors of shape ``(N, 3, 28, 28)``.
     """
-    train, test = image_splits(name, root)
+    train, test = image_splits(check_dataset(name, tuple(DATASETS)), root)
     return colourize(train, seed)[0], colourize(test, seed + 1)[0]

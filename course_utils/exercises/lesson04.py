@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from course_utils.exercises import ExerciseFailed, exercise, expect, expect_close
+from course_utils.flows2d.autoregressive import IAFLayer, MAFLayer
 
 Tensor = torch.Tensor
 
@@ -203,7 +204,6 @@ def _iaf_log_det_positive(made, s_scale, x):
 
 
 def _perturbed_layer(kind: str, dim: int, order: list[int]):
-    from course_utils.flows2d.autoregressive import IAFLayer, MAFLayer
 
     torch.manual_seed(dim)
     layer = (MAFLayer if kind == "maf" else IAFLayer)(dim, hidden=[16, 16], order=order).double()

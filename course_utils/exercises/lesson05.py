@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from course_utils.exercises import ExerciseFailed, exercise, expect, expect_close
+from course_utils.flows2d.flows import Flow, StandardNormal
+from course_utils.flows2d.inference import LocScale
 
 __all__ = [
     "reverse_kl_reference",
@@ -54,8 +56,6 @@ def _reverse_kl_detached(flow, log_target, n, generator=None):
 
 
 def _gaussian_flow(loc, scale):
-    from course_utils.flows2d.flows import Flow, StandardNormal
-    from course_utils.flows2d.inference import LocScale
 
     return Flow(StandardNormal(2), [LocScale(2, loc=torch.tensor(loc), scale=torch.tensor(scale))])
 

@@ -13,6 +13,7 @@ import math
 import torch
 
 from course_utils.exercises import ExerciseFailed, exercise, expect, expect_close
+from course_utils.flows2d.continuous import TimeMLP, probes
 
 __all__ = [
     "rk4_reference",
@@ -147,7 +148,6 @@ def _divergence_first_only(f_z, z):
 
 
 def _random_field(dim: int):
-    from course_utils.flows2d.continuous import TimeMLP
 
     torch.manual_seed(dim)
     return TimeMLP(dim, hidden=16, zero_init=False).double()
@@ -233,7 +233,6 @@ def _hutchinson_ones_then_eps(f_z, z, eps):
     ),
 )
 def _check_hutchinson(fn) -> None:
-    from course_utils.flows2d.continuous import probes
 
     field, z, jac = _field_and_jacobian(4)
     f_z = field(0.5, z)

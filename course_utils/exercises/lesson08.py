@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import torch
 
+from course_utils.core.metrics import masked_psnr
 from course_utils.exercises import exercise, expect, expect_close
 
 __all__ = [
@@ -144,7 +145,6 @@ def _psnr_batch_mean(pred, target, mask):
     ),
 )
 def _check_hole_psnr(fn) -> None:
-    from course_utils.core.metrics import masked_psnr
 
     target = torch.rand(4, 1, 6, 6)
     mask = torch.zeros(4, 1, 6, 6, dtype=torch.bool)

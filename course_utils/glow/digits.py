@@ -10,18 +10,18 @@ calibration: what a perfect model would get.
 
 The classifier's weights are shipped under ``pretrained/`` and loaded with
 :func:`course_utils.pretrained.load` (``"digit-classifier"``);
-``python -m course_utils.glow.digits`` retrains it.
+``python -m course_utils.release digit-classifier`` retrains it.
 """
 
 from __future__ import annotations
 
-import argparse
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from course_utils.core.data import load_mnist
 
 __all__ = [
     "CONFIDENCE",
@@ -174,8 +174,6 @@ def train_classifier(
     Returns the model (eval mode) and its accuracy on the official 10,000 test
     digits.
     """
-    from course_utils.core.data import load_mnist
-
     torch.manual_seed(seed)
     train_x, train_y = load_mnist("mnist", "train")
     test_x, test_y = load_mnist("mnist", "test")
@@ -204,38 +202,3 @@ def train_classifier(
     model.eval()
     accuracy = float((probabilities(model, test_x).argmax(1) == test_y).float().mean())
     return model, accuracy
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m course_utils.glow.digits --out pretrained/digit-classifier.pt``: retrain it."""
-    parser = argparse.ArgumentParser(prog="python -m course_utils.glow.digits")
-    parser.add_argument("--out", required=True, help="where to write the weights")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    from course_utils.pretrained import save_model
-
-    t0 = time.perf_counter()
-    model, accuracy = train_classifier(epochs=args.epochs, seed=args.seed)
-    seconds = time.perf_counter() - t0
-    save_model(
-        model,
-        args.out,
-        {
-            "kind": "digit-classifier",
-            "dataset": "mnist (60,000 training digits)",
-            "epochs": args.epochs,
-            "seed": args.seed,
-            "training_seconds": round(seconds, 1),
-            "test_accuracy": round(accuracy, 4),
-            "test_split": "official MNIST test split, 10,000 digits",
-            "command": f"python -m course_utils.glow.digits --out {args.out} "
-            f"--epochs {args.epochs} --seed {args.seed}",
-        },
-    )
-    print(f"test accuracy {accuracy:.4f} after {seconds:.0f} s; wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

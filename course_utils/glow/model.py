@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_utils.core.checks import check_float, check_int
+from course_utils.core.checks import check_int
 from course_utils.core.metrics import bits_per_dim
 from course_utils.glow.layers import (
     MaskedAffineCoupling,
@@ -39,9 +39,8 @@ __all__ = [
     "BATCH_CHUNK",
     "Glow",
     "log_prob_in_batches",
-    "make_optimizer",
     "glow_checkpoint_state",
-    "load_glow",
+    "glow_from_state",
 ]
 
 Tensor = torch.Tensor
@@ -582,47 +581,6 @@ def log_prob_in_batches(model: nn.Module, x: Tensor, batch_size: int = BATCH_CHU
     return torch.cat([model.log_prob(part) for part in x.split(batch_size)])
 
 
-def make_optimizer(
-    model: nn.Module, recipe: dict
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """The optimizer and the schedule a recipe asks for: a linear warm-up, then an optional drop.
-
-    Args:
-        model: the model whose parameters to optimise.
-        recipe: ``optimizer`` (``"adam"`` or ``"adamax"``), ``lr`` (> 0),
-            ``weight_decay`` (>= 0) and ``warmup_steps`` (>= 0), as in
-            :data:`course_utils.glow.train.COURSE_RECIPE`; optionally
-            ``lr_drop = (step, factor)``: the learning rate times ``factor`` from
-            that step on (computed from the step count, so a resumed run picks it up).
-
-    Returns:
-        ``(optimizer, scheduler)``; the scheduler is stepped after every step.
-
-    Raises:
-        ValueError: a setting is missing, unknown or out of range.
-    """
-    kinds = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
-    missing = [k for k in ("optimizer", "lr", "weight_decay", "warmup_steps") if k not in recipe]
-    if missing:
-        raise ValueError(
-            f"recipe lacks {', '.join(map(repr, missing))} (see glow_train.COURSE_RECIPE)"
-        )
-    if recipe["optimizer"] not in kinds:
-        raise ValueError(
-            f"unknown optimizer {recipe['optimizer']!r}; choose one of {sorted(kinds)}"
-        )
-    lr = check_float("lr", recipe["lr"], positive=True)
-    weight_decay = check_float("weight_decay", recipe["weight_decay"], minimum=0)
-    warm = max(1, check_int("warmup_steps", recipe["warmup_steps"], minimum=0))
-    opt = kinds[recipe["optimizer"]](model.parameters(), lr=lr, weight_decay=weight_decay)
-    drop_step, factor = recipe.get("lr_drop", (math.inf, 1.0))
-    factor = check_float("lr_drop factor", factor, positive=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: min(1.0, (step + 1) / warm) * (factor if step >= drop_step else 1.0)
-    )
-    return opt, sched
-
-
 def glow_checkpoint_state(model: Glow) -> dict:
     """What a checkpoint must hold besides the weights to rebuild ``model``.
 
@@ -636,34 +594,23 @@ def glow_checkpoint_state(model: Glow) -> dict:
     return {"config": cfg}
 
 
-def load_glow(path, map_location: str | torch.device = "cpu") -> tuple[Glow, dict]:
-    """Rebuild a :class:`Glow` from a checkpoint written by the training loop.
-
-    ActNorm's data-dependent initialisation is stored in its buffers, so a
-    loaded model counts as initialised (:attr:`Glow.initialized`) and gives the
-    same log-probabilities as the saved one.
+def glow_from_state(extra: dict) -> Glow:
+    """A fresh :class:`Glow` of the configuration a checkpoint recorded.
 
     Args:
-        path: the checkpoint file.
-        map_location: device to load onto.
-
-    Returns:
-        ``(model, checkpoint)``, the model in eval mode and the whole checkpoint
-        dict (with its ``history`` and ``extra`` metadata).
+        extra: the ``extra`` metadata of a checkpoint or a shipped model, holding
+            the ``config`` that :func:`glow_checkpoint_state` wrote.
 
     Raises:
-        ValueError: the file is not a Glow checkpoint of this course.
-        course_utils.core.train.CheckpointMismatchError: its weights do not fit its
-            configuration (the message says which parameters differ).
+        ValueError: there is no configuration, or it names unknown settings.
     """
-    from course_utils.core.checkpoints import check_checkpoint, load_checkpoint
-
-    state = load_checkpoint(path, map_location=map_location)
-    cfg = state.get("extra", {}).get("config")
-    if cfg is None:
-        raise ValueError(f"{path} holds no Glow configuration; was it written by train_glow?")
-    cfg = {**cfg, "shape": tuple(cfg["shape"])}
-    model = Glow(GlowConfig(**cfg))
-    check_checkpoint(path, state, model=model)
-    model.load_state_dict(state["model"])
-    return model.to(map_location).eval(), state
+    cfg = extra.get("config") if isinstance(extra, dict) else None
+    if not isinstance(cfg, dict):
+        raise ValueError("no Glow configuration recorded (expected extra['config'])")
+    try:
+        config = GlowConfig(**{**cfg, "shape": tuple(cfg["shape"])})
+    except (KeyError, TypeError) as err:
+        raise ValueError(
+            f"the recorded Glow configuration is not one this course builds: {err}"
+        ) from err
+    return Glow(config)

@@ -21,7 +21,9 @@ import time
 import torch
 from torch import nn
 
+from course_utils.core.metrics import masked_psnr
 from course_utils.glow.model import BATCH_CHUNK, log_prob_in_batches
+from course_utils.inpaint.flow import latent_inpaint, pixel_inpaint, posterior_inpaint
 from course_utils.inpaint.masks import (
     FLOW_BANDWIDTH,
     FLOW_TEMPERATURE,
@@ -175,7 +177,6 @@ def fill(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
-    from course_utils.inpaint import flow
 
     kw = {**SETTINGS.get(method.removeprefix("nn+"), {}), **(settings or {})}
     if METHODS[method] != "flow" and train_images is None:
@@ -193,11 +194,11 @@ def fill(
     if method == "kernel+flow":
         return flow_kernel_inpaint(model, images, mask, train_images).images
     if method == "latent":
-        return flow.latent_inpaint(model, images, mask, **kw).images
+        return latent_inpaint(model, images, mask, **kw).images
     if method == "posterior":
-        return flow.posterior_inpaint(model, images, mask, generator=generator, **kw).images
+        return posterior_inpaint(model, images, mask, generator=generator, **kw).images
     init = nearest_neighbour_fill(images, mask, train_images) if method == "nn+ascent" else "zero"
-    return flow.pixel_inpaint(model, images, mask, init=init, **kw).images
+    return pixel_inpaint(model, images, mask, init=init, **kw).images
 
 
 def compare(
@@ -227,7 +228,6 @@ def compare(
         over images, dB), ``psnr_sem`` (its standard error), ``psnr_per_image``
         and ``seconds_per_batch``.
     """
-    from course_utils.core.metrics import masked_psnr
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -269,7 +269,6 @@ def psnr_rows(
         masks: mask type → its masks ``(N, C, H, W)``.
         fills: mask type → method (of :data:`METHODS`) → completed images ``(N, C, H, W)``.
     """
-    from course_utils.core.metrics import masked_psnr
 
     rows = []
     for kind, by_method in fills.items():

@@ -16,6 +16,7 @@ from torch import nn
 from course_utils.core.checks import check_int
 from course_utils.core.plots import image_grid, image_rows
 from course_utils.core.widgets import Panel, PanelGroup, slider
+from course_utils.glow.digits import recognisable
 
 __all__ = [
     "interpolate",
@@ -56,7 +57,6 @@ def samples_figure(
     classifier: nn.Module | None = None,
 ) -> Figure:
     """``n`` samples at ``temperature`` drawn with ``seed``; with a classifier, its verdict."""
-    from course_utils.glow.digits import recognisable
 
     torch.manual_seed(check_int("seed", seed, minimum=0))
     images = model.sample(check_int("n", n, minimum=1), temperature=temperature)

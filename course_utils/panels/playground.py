@@ -25,18 +25,15 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from course_utils.composite.losses import (
-    CONFIGURATIONS,
-    PLAYGROUND_MODEL,
-    PLAYGROUND_RECIPE,
-    LossConfig,
-    TermHistory,
-    evaluate,
-    fit,
-    sample_with_grad,
-)
+from course_utils import pretrained
+from course_utils.composite.finetune import TermHistory, evaluate, fit
+from course_utils.composite.losses import CONFIGURATIONS, LossConfig, sample_with_grad
+from course_utils.core.config import seed_everything
+from course_utils.core.metrics import bits_per_dim_each
+from course_utils.core.plots import PALETTE, image_grid, loss_curves
 from course_utils.core.widgets import PanelGroup, show_figure, slider
-from course_utils.glow.model import Glow, dequantize, make_optimizer
+from course_utils.glow.model import Glow, dequantize
+from course_utils.glow.recipes import FINETUNE, PLAYGROUND_MODEL
 
 __all__ = [
     "PRETRAINED_NAME",
@@ -78,7 +75,7 @@ def starting_model(
     Args:
         from_scratch: False loads ``glow-coloured-mnist`` (sha256-verified,
             :func:`course_utils.pretrained.load`); True builds an untrained
-            :data:`~course_utils.composite.losses.PLAYGROUND_MODEL` whose ActNorm layers
+            :data:`~course_utils.glow.recipes.PLAYGROUND_MODEL` whose ActNorm layers
             are initialised on ``train_images``.
         train_images: ``uint8`` coloured digits ``(N, 3, 28, 28)``, needed
             from scratch (the first 512 initialise the model).
@@ -88,15 +85,11 @@ def starting_model(
         The model, in eval mode.
     """
     if not from_scratch:
-        from course_utils.pretrained import load
-
-        return load(PRETRAINED_NAME)
+        return pretrained.load(PRETRAINED_NAME)
     if train_images is None:
         raise ValueError("train_images must be given to start from scratch (they initialise it)")
-    from course_utils.core.config import seed_everything
-
     seed_everything(seed)
-    model = Glow(**PLAYGROUND_MODEL)
+    model = Glow(PLAYGROUND_MODEL)
     with torch.no_grad():
         model.initialize(dequantize(train_images[:512], torch.Generator().manual_seed(seed)))
     return model.eval()
@@ -108,13 +101,13 @@ class PlaygroundState:
     Attributes:
         model: the :class:`course_utils.glow.model.Glow` being trained (continued by each run).
         optimizer, scheduler: kept between runs, so a run continues the last one
-            (:data:`course_utils.composite.losses.PLAYGROUND_RECIPE`).
+            (:data:`course_utils.glow.recipes.FINETUNE`).
         train_images: ``uint8`` training images ``(N, 3, 28, 28)``.
         test: the first ``n_test`` ``uint8`` held-out images, measured after every run.
         classifier: lesson 07's digit classifier, which counts the recognisable
             samples of every run (None: not counted).
         terms: every step's loss terms, all runs together
-            (:class:`course_utils.composite.losses.TermHistory`).
+            (:class:`course_utils.composite.finetune.TermHistory`).
         runs: one dict per run: its settings, held-out measures and
             ``total_steps``, the step count at its end.
         seed: seeds the batches and, for every figure, the noise of the sample
@@ -143,7 +136,7 @@ class PlaygroundState:
             # ActNorm initialises itself on the first batch it sees: make that data.
             model.initialize(dequantize(train_images[:512], torch.Generator().manual_seed(seed)))
         self.model = model.eval()
-        self.optimizer, self.scheduler = make_optimizer(model, PLAYGROUND_RECIPE)
+        self.optimizer, self.scheduler = FINETUNE.make_optimizer(model)
         self.train_images = train_images
         self.test = test_images[:n_test]
         self.classifier = classifier
@@ -193,7 +186,7 @@ def playground_train(
     Returns:
         The run's row of the history table (also appended to ``state.runs``):
         its settings, steps, seconds and held-out measures
-        (:func:`course_utils.composite.losses.evaluate`, 128 samples), and why it
+        (:func:`course_utils.composite.finetune.evaluate`, 128 samples), and why it
         stopped early, if it did.
     """
     config = LossConfig(
@@ -253,7 +246,6 @@ def playground_figure(state: PlaygroundState, temperature: float = 0.7, n: int =
         The figure: a sample grid and one panel per loss term, with a dotted
         line where each run ended.
     """
-    from course_utils.core.plots import PALETTE, image_grid
 
     with torch.no_grad():
         samples = sample_with_grad(
@@ -470,7 +462,7 @@ def term_curves_figure(
     """The curve of every loss term for every configuration, side by side.
 
     Args:
-        logs: configuration → its :class:`~course_utils.composite.losses.TermHistory`.
+        logs: configuration → its :class:`~course_utils.composite.finetune.TermHistory`.
         labels: configuration → legend label.
         num_dims: dimensions per image, to draw NLLs logged in nats as bits/dim.
         nats: the configurations whose NLL was logged in nats per image.
@@ -479,8 +471,6 @@ def term_curves_figure(
     Returns:
         Three panels: NLL in bits/dim, ``R`` (log scale) and the colour gap.
     """
-    from course_utils.core.metrics import bits_per_dim_each
-    from course_utils.core.plots import loss_curves
 
     def blocks(values: list[float]) -> list[float]:
         k = every if len(values) >= every else 1
@@ -515,7 +505,7 @@ def term_curves_figure(
 
 
 def study_table(results: dict[str, dict], labels: dict[str, str]) -> str:
-    """The held-out measures of :func:`~course_utils.composite.losses.evaluate`, a row a model."""
+    """The held-out measures of :func:`~course_utils.composite.finetune.evaluate`, a row a model."""
     head = (
         f"{'model':36s} {'test bpd':>8s} {'|Δμ| R, G, B':>21s} {'gap':>7s} {'R':>9s} "
         f"{'overflow':>8s} {'digits':>7s}"

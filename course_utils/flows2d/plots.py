@@ -1,4 +1,5 @@
-"""Figures of 2D flows on the two moons (lessons 02 and 03): NLL curves, density grids, bases.
+"""Figures of the 2-D lessons: a change of variables (lesson 01), and flows on the two moons
+(lessons 02 and 03): NLL curves, density grids, bases.
 
 Built on :mod:`course_utils.core.plots` (same palette, same density and scatter
 panels), with coordinates on every 2D panel so a reader can find the moons.
@@ -6,6 +7,7 @@ panels), with coordinates on every 2D panel so a reader can find the moons.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import matplotlib.pyplot as plt
@@ -21,12 +23,128 @@ from course_utils.core.plots import (
     sample_scatter,
     show_ticks,
 )
+from course_utils.flows2d.bijections import pushforward_log_prob, standard_normal_log_prob
 
 __all__ = [
+    "change_of_area_2d",
+    "change_of_variables_1d",
     "nll_curves",
     "density_sample_grid",
     "base_and_flow_densities",
 ]
+
+
+def change_of_variables_1d(
+    f,
+    n_samples: int = 100_000,
+    seed: int = 0,
+    zlim: tuple[float, float] = (-4.0, 4.0),
+    xlim: tuple[float, float] = (-6.0, 6.0),
+) -> Figure:
+    """Three panels: the base density, the map ``x = f(z)``, and the result.
+
+    The right panel overlays the histogram of ``f(z)`` for ``n_samples``
+    standard-normal ``z`` with the density given by the change-of-variables
+    formula; they agree when the formula is right.
+
+    Args:
+        f: a 1D bijection with ``forward``, ``inverse`` and ``log_abs_det``
+            (e.g. :class:`course_utils.flows2d.bijections.SinhArcsinh`).
+        n_samples: samples for the histogram.
+        seed: seeds the samples.
+        zlim, xlim: the windows of the latent and data axes.
+
+    Returns:
+        The figure.
+    """
+
+    z_grid = torch.linspace(*zlim, 400)
+    x_grid = torch.linspace(*xlim, 600)
+    p_x = torch.exp(pushforward_log_prob(x_grid, f.inverse, f.log_abs_det))
+    z = torch.randn(n_samples, generator=torch.Generator().manual_seed(seed))
+    x = f.forward(z)
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), layout="constrained")
+    ax = axes[0]
+    ax.fill_between(
+        z_grid, torch.exp(standard_normal_log_prob(z_grid)), color=PALETTE[0], alpha=0.3
+    )
+    ax.plot(z_grid, torch.exp(standard_normal_log_prob(z_grid)), color=PALETTE[0], lw=2)
+    ax.set(
+        title="1. base density $p_Z(z)=\\mathcal{N}(0,1)$", xlabel="z", xlim=zlim, ylim=(0, None)
+    )
+
+    ax = axes[1]
+    ax.plot(z_grid, f.forward(z_grid), color="black", lw=2)
+    ax.axline((0, 0), slope=1, color="0.6", ls=":", lw=1, label="x = z (identity)")
+    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    ax.set(title="2. the map $x=f(z)$", xlabel="z", ylabel="x", xlim=zlim, ylim=xlim)
+    ax.text(
+        0.03,
+        0.95,
+        "steep: mass spreads out\nflat: mass piles up",
+        transform=ax.transAxes,
+        va="top",
+        fontsize=8,
+        color="0.35",
+    )
+
+    ax = axes[2]
+    inside = x[(x > xlim[0]) & (x < xlim[1])]
+    edges = torch.linspace(*xlim, 121)
+    counts = torch.histc(inside, bins=120, min=xlim[0], max=xlim[1])
+    width = (xlim[1] - xlim[0]) / 120
+    ax.stairs(
+        counts / (n_samples * width),
+        edges,
+        fill=True,
+        color=PALETTE[4],
+        alpha=0.5,
+        label=f"histogram of f(z), {n_samples:,} samples",
+    )
+    ax.plot(x_grid, p_x, color=PALETTE[1], lw=2, label="formula $p_Z(f^{-1}(x))\\,|dz/dx|$")
+    ax.set(title="3. transformed density $p_X(x)$", xlabel="x", xlim=xlim, ylim=(0, None))
+    ax.legend(frameon=False, fontsize=8, loc="best")
+    return fig
+
+
+def change_of_area_2d(maps, lim: float = 3.5, n: int = 160) -> Figure:
+    """One panel per 2D linear map: the density it makes of N(0, I) and the unit square's image.
+
+    The outlined parallelogram is the image of the unit square; its area is
+    ``|det A|``, and the density is divided by exactly that factor.
+
+    Args:
+        maps: title → :class:`course_utils.flows2d.bijections.Linear2D`.
+        lim: the window is ``[-lim, lim]²``.
+        n: grid points per axis.
+
+    Returns:
+        The figure.
+    """
+
+    fig, axes = plt.subplots(1, len(maps), figsize=(3.2 * len(maps), 3.6), layout="constrained")
+    # One colour scale for all panels: the peak of each density is 1 / (2π |det A|).
+    peak = max(1 / (2 * math.pi * abs(float(torch.linalg.det(f.matrix)))) for f in maps.values())
+    levels = np.linspace(0, peak, 21)
+    square = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
+    for ax, (title, f) in zip(np.atleast_1d(axes), maps.items(), strict=True):
+        density_contour(
+            lambda x, f=f: pushforward_log_prob(x, f.inverse, f.log_abs_det),
+            xlim=(-lim, lim),
+            ylim=(-lim, lim),
+            n=n,
+            ax=ax,
+            levels=levels,
+        )
+        img = f.forward(square)
+        ax.fill(img[:, 0], img[:, 1], facecolor="none", edgecolor="white", lw=2)
+        ax.fill(square[:, 0], square[:, 1], facecolor="none", edgecolor="0.8", lw=1, ls="--")
+        det = float(torch.linalg.det(f.matrix))
+        ax.set_title(f"{title}\n|det A| = {abs(det):.2f}", fontsize=10)
+    mappable = np.atleast_1d(axes)[0].collections[0]
+    fig.colorbar(mappable, ax=axes, shrink=0.8, label="density $p_X(x)$", format="%.2f")
+    return fig
 
 
 def nll_curves(
