@@ -9,9 +9,9 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 
 from course_utils.core.config import pick
-from course_utils.flows2d.plots import change_of_variables_1d
 from course_utils.core.widgets import Panel, panel, slider
 from course_utils.flows2d.bijections import SinhArcsinh
+from course_utils.flows2d.plots import change_of_variables_1d
 
 __all__ = [
     "warp_figure",
