@@ -18,6 +18,8 @@ cell (the switches a learner edits, e.g. ``--set MODEL='"mine"'``).
 ``--keep`` (full mode, lessons only, no ``--set``) instead writes the executed
 notebook back and its figures to ``figures/``: the run is then both the
 lesson's committed run and its measured time, as ``make notebooks`` would run it.
+A kept run draws its figures into the notebook (matplotlib's inline backend, PNG
+at :data:`KEEP_DPI` dpi); a run only timed draws nowhere (``Agg``).
 
 Each run in the JSON carries its harness record (command, commit, date, machine),
 and the table of every run is written beside it (``lesson_times.txt``);
@@ -51,6 +53,10 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "lesson_times.json"
 KEY = ("lesson", "copy", "mode", "label", "device")
+#: The backend of a kept run: the figures land in the notebook, as in JupyterLab.
+KEEP_BACKEND = "module://matplotlib_inline.backend_inline"
+#: The resolution of a kept run's figures: enough to read, light enough to commit.
+KEEP_DPI = 90
 
 
 def _stamp(text: str) -> dt.datetime:
@@ -113,7 +119,8 @@ def run_notebook(
         timeout: seconds allowed per cell.
         settings: lines of the first code cell to replace (:func:`apply_settings`).
         keep: write the executed notebook back to ``path`` (only when every
-            cell ran) and leave its figures where the lesson saves them.
+            cell ran), with its figures drawn in it (inline backend, PNG at
+            :data:`KEEP_DPI` dpi), and leave its figures where the lesson saves them.
 
     Returns:
         A JSON-ready dict: ``seconds`` (the whole run, kernel start included),
@@ -134,7 +141,8 @@ def run_notebook(
         kernel_env = {
             **os.environ,
             "COURSE_FAST": "1" if mode == "fast" else "0",
-            "MPLBACKEND": "Agg",
+            # A run only timed draws nowhere; a kept run is committed, so it shows its figures.
+            "MPLBACKEND": KEEP_BACKEND if keep else "Agg",
             **env,
         }
         for name in ("COURSE_DATA_DIR", "COURSE_CACHE_DIR", "COURSE_FIGURES_DIR"):
@@ -150,6 +158,12 @@ def run_notebook(
             timeout=timeout,
             kernel_name="python3",
             resources={"metadata": {"path": str(path.parent)}},
+            extra_arguments=[
+                "--InlineBackend.figure_formats={'png'}",
+                f"--InlineBackend.rc={{'figure.dpi': {KEEP_DPI}}}",
+            ]
+            if keep
+            else [],
         )
         error = None
         t0 = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import sys
@@ -201,3 +202,29 @@ def test_run_notebook_times_a_tiny_notebook_and_reports_a_failure(tmp_path: Path
     assert not died["ok"] and died["error"]  # reported as a failed run, not a crash
     with pytest.raises(ValueError, match="mode must be"):
         lt.run_notebook(path, "medium", {}, "fresh")
+
+
+def _tiny(path: Path, *sources: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nbformat.write(nb, path)
+
+
+def test_a_kept_run_carries_its_figures_and_a_timed_run_draws_nowhere(tmp_path: Path) -> None:
+    path = tmp_path / "99_figure.ipynb"
+    draw = "import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(2, 1))\n"
+    draw += "ax.plot([0, 1])\nplt.show()"
+    _tiny(path, draw, "print(fig.dpi)")
+    before = path.read_bytes()
+    assert lt.run_notebook(path, "fast", {}, "fresh", timeout=60)["ok"]
+    assert path.read_bytes() == before  # a timed run writes nothing back
+    assert lt.run_notebook(path, "fast", {}, "fresh", timeout=60, keep=True)["ok"]
+    cells = nbformat.read(path, as_version=4).cells
+    (figure,) = [o for o in cells[0].outputs if "image/png" in o.get("data", {})]
+    assert cells[1].outputs[0].text == f"{float(lt.KEEP_DPI)}\n"
+    assert base64.b64decode(figure.data["image/png"]).startswith(b"\x89PNG")
