@@ -28,6 +28,7 @@ Usage::
 
     .venv/bin/python benchmarks/glow.py --out benchmarks/results/glow.json
     .venv/bin/python benchmarks/glow.py --pairs mnist:uva-16 --minutes 1 2 --out /tmp/g.json
+    .venv/bin/python benchmarks/glow.py --table --out benchmarks/results/glow.json
 """
 
 from __future__ import annotations
@@ -35,13 +36,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import harness  # benchmarks/harness.py, beside this script
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,8 +200,7 @@ def worker(dataset: str, name: str, budgets: list[float], test_n: int, tmp: Path
 
 def table(report: dict) -> str:
     lines = [
-        "Glow on CPU: each comparator beside the course recipe, 1 thread each "
-        f"({report['machine']['cpus']} cores, torch {report['machine']['torch']})",
+        "Glow on CPU: each comparator beside the course recipe, 1 thread each",
         f"test bits/dim on the first {report['test_images']:,} official test digits; "
         "recognisable = share of 500 samples the digit classifier labels with confidence >= 0.9",
         f"{'pair':24s} {'model':10s} {'params':>9s} {'batch':>5s} {'min':>4s} {'img/s':>6s} "
@@ -244,7 +242,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, nargs="+", default=[5, 10])
     parser.add_argument("--pairs", nargs="+", default=list(PAIRS))
     parser.add_argument("--test-images", type=int, default=2000)
-    parser.add_argument("--out", type=Path)
+    harness.output_options(parser)
     parser.add_argument(
         "--append", action="store_true", help="keep the pairs already in --out and add these"
     )
@@ -255,8 +253,8 @@ def main() -> int:
         dataset, name, tmp, out = args.worker
         worker(dataset, name, budgets, args.test_images, Path(tmp), Path(out))
         return 0
-    if args.out is None:
-        parser.error("--out is required")
+    if harness.table_only(parser, args, table):
+        return 0
     for key in args.pairs:
         dataset, _, name = key.partition(":")
         if dataset not in ("mnist", "fashion-mnist") or name not in STEPS_PER_POINT:
@@ -264,16 +262,12 @@ def main() -> int:
 
     from course_utils.core.data import image_splits
 
+    run = harness.run_record(threads=1)
     report = {
         "benchmark": "lesson 07: the course's Glow beside normflows' example and UvA's model",
         "budgets_minutes": budgets,
         "test_images": args.test_images,
         "threads_per_model": 1,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-        },
         "per_pixel_histogram_bpd": {},
         "pairs": {},
     }
@@ -283,38 +277,35 @@ def main() -> int:
             per_pixel_histogram_bpd(train_images, test_images[: args.test_images]), 4
         )
     if args.append and args.out.is_file():
-        earlier = json.loads(args.out.read_text())
+        earlier = harness.read_result(args.out)
+        # The pairs kept were measured by the earlier runs, which their records say.
+        report["earlier_runs"] = [*earlier.get("earlier_runs", []), earlier[harness.RUN_KEY]]
         report["pairs"] = earlier["pairs"]
         report["per_pixel_histogram_bpd"] = {
             **earlier["per_pixel_histogram_bpd"],
             **report["per_pixel_histogram_bpd"],
         }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    text = None
     with tempfile.TemporaryDirectory() as tmp:
         for key in args.pairs:
             dataset, _, name = key.partition(":")
-            procs = {}
+            jobs = {}
             for role, model in (("course", "course"), ("comparator", name)):
                 part = Path(tmp) / f"{dataset}-{model}-{role}.json"
                 cmd = [sys.executable, __file__, "--minutes", *map(str, budgets)]
                 cmd += ["--test-images", str(args.test_images)]
                 cmd += ["--worker", dataset, model, str(Path(tmp) / role), str(part)]
                 (Path(tmp) / role).mkdir(exist_ok=True)
-                procs[role] = (subprocess.Popen(cmd), part)
-            pair = {}
-            for role, (proc, part) in procs.items():
-                if proc.wait() != 0:
-                    raise SystemExit(f"{key} {role} failed with exit code {proc.returncode}")
-                pair[role] = json.loads(part.read_text())
-            for role in procs:  # the next pair starts from scratch
+                jobs[role] = (cmd, part)
+            pair = harness.side_by_side(jobs)
+            for role in jobs:  # the next pair starts from scratch
                 for f in (Path(tmp) / role).glob("*.pt"):
                     f.unlink()
             report["pairs"][key] = pair
             report["summary"] = summarise(report)
             # Written after every pair, so an interrupted run keeps what it measured.
-            args.out.write_text(json.dumps(report, indent=1))
-            args.out.with_suffix(".txt").write_text(table(report) + "\n")
-    print(table(report))
+            text = harness.write_result(args.out, report, table(report), run=run)
+    print(text)
     return 0
 
 

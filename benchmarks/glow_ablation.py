@@ -12,17 +12,18 @@ Usage::
 
     .venv/bin/python benchmarks/glow_ablation.py --minutes 4 \
         --out benchmarks/results/ablation.json
+    .venv/bin/python benchmarks/glow_ablation.py --table --out benchmarks/results/ablation.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import harness  # benchmarks/harness.py, beside this script
 import torch
 
 VARIANTS: dict[str, dict] = {
@@ -72,51 +73,19 @@ def worker(name: str, minutes: float, out: Path) -> None:
 
 def run_pair(names: list[str], minutes: float, tmp: Path) -> list[dict]:
     """Train ``names`` at the same time, one process and one thread each."""
-    procs = []
+    jobs = {}
     for name in names:
         part = tmp / f"{len(list(tmp.iterdir()))}-{abs(hash(name))}.json"
         cmd = [sys.executable, __file__, "--worker", name, "--minutes", str(minutes)]
-        procs.append((name, subprocess.Popen([*cmd, "--out", str(part)]), part))
-    results = []
-    for name, proc, part in procs:
-        if proc.wait() != 0 or not part.is_file():
-            raise RuntimeError(f"{name}: the worker failed with exit code {proc.returncode}")
-        results.append(json.loads(part.read_text()))
-    return results
+        jobs[name] = ([*cmd, "--out", str(part)], part)
+    return list(harness.side_by_side(jobs).values())
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=4)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--worker", metavar="VARIANT")
-    args = parser.parse_args()
-    if args.worker:
-        worker(args.worker, args.minutes, args.out)
-        return 0
-    if args.out is None:
-        parser.error("--out is required")
-
-    report = {
-        "dataset": "mnist",
-        "minutes": args.minutes,
-        "held_out": f"bits/dim of {EVAL_IMAGES:,} of the last {VALIDATION:,} training digits "
-        f"(the models train on the other {60000 - VALIDATION:,})",
-        "threads_per_model": 1,
-        "torch": torch.__version__,
-        "pairs": [],
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.variants:
-            recipe, variant = run_pair([RECIPE, name], args.minutes, Path(tmp))
-            report["pairs"].append({"variant": variant, "recipe": recipe})
-            # Written after every pair, so an interrupted run keeps what it measured.
-            args.out.write_text(json.dumps(report, indent=1))
-
+def table(report: dict) -> str:
+    """The report as a text table: each variant beside its own pair's recipe."""
     lines = [
-        f"Glow ablation on MNIST: {args.minutes:g} min each, 1 thread, variant beside the recipe",
+        f"Glow ablation on MNIST: {report['minutes']:g} min each, 1 thread, "
+        "variant beside the recipe",
         report["held_out"],
         f"{'one change from the recipe':30s} {'img/s':>6s} {'bpd':>7s}   "
         f"{'recipe img/s':>12s} {'bpd':>7s}   difference",
@@ -128,8 +97,37 @@ def main() -> int:
             f"{r['images_per_second']:12.0f} {r['bpd'][-1]:7.3f}   "
             f"{v['bpd'][-1] - r['bpd'][-1]:+.3f}"
         )
-    text = "\n".join(lines)
-    args.out.with_suffix(".txt").write_text(text + "\n")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=4)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    harness.output_options(parser)
+    parser.add_argument("--worker", metavar="VARIANT")
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.minutes, args.out)
+        return 0
+    if harness.table_only(parser, args, table):
+        return 0
+
+    run = harness.run_record(threads=1)
+    report = {
+        "dataset": "mnist",
+        "minutes": args.minutes,
+        "held_out": f"bits/dim of {EVAL_IMAGES:,} of the last {VALIDATION:,} training digits "
+        f"(the models train on the other {60000 - VALIDATION:,})",
+        "threads_per_model": 1,
+        "pairs": [],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.variants:
+            recipe, variant = run_pair([RECIPE, name], args.minutes, Path(tmp))
+            report["pairs"].append({"variant": variant, "recipe": recipe})
+            # Written after every pair, so an interrupted run keeps what it measured.
+            text = harness.write_result(args.out, report, table(report), run=run)
     print(text)
     return 0
 

@@ -36,17 +36,17 @@ Usage::
 
     .venv/bin/python benchmarks/inpaint.py --out benchmarks/results/inpaint.json
     .venv/bin/python benchmarks/inpaint.py --tune --out benchmarks/results/inpaint_tuning.json
+    .venv/bin/python benchmarks/inpaint.py --table --out benchmarks/results/inpaint.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
 
+import harness  # benchmarks/harness.py, beside this script
 import torch
 
 from course_utils import inpaint as ip
@@ -153,15 +153,15 @@ def report(result: dict) -> str:
         f"targets: best flow-only method beats the best baseline on every mask type: "
         f"{t['flow_only_wins_on_every_mask']}; sampler within {TIME_LIMITS['posterior']:.0f} s "
         f"per 64: {t['sampler_within_limit']}; the others within {TIME_LIMITS['other']:.0f} s: "
-        f"{t['others_within_limit']} ({result['threads']} threads, {result['note']})"
+        f"{t['others_within_limit']} ({result[harness.RUN_KEY]['machine']['threads']} threads, "
+        f"{result['note']})"
     )
-    lines.append(f"command: {result['command']}")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True)
+    harness.output_options(parser)
     parser.add_argument("--checkpoint", type=Path, default=None, help="a Glow checkpoint instead")
     parser.add_argument("--images", type=int, default=256, help="held-out test digits per mask")
     parser.add_argument("--threads", type=int, default=2)
@@ -172,11 +172,16 @@ def main() -> None:
     parser.add_argument("--tune", action="store_true", help="choose the neighbour settings")
     parser.add_argument("--tune-images", type=int, default=500)
     args = parser.parse_args()
+    if args.table and args.tune:  # its table ranks by z-scores of per-image PSNRs it does not keep
+        parser.error("--table re-renders the comparison, not --tune's grid")
+    if harness.table_only(parser, args, report):
+        return
     torch.set_num_threads(args.threads)
+    run = harness.run_record()
     model, model_info = load_model(args)
     train_u8, test_u8 = image_splits("mnist")
     if args.tune:
-        return tune(model, ip.to_unit(train_u8), args, model_info)
+        return tune(model, ip.to_unit(train_u8), args, model_info, run)
     train, test = ip.to_unit(train_u8), ip.to_unit(test_u8[: args.images])
     print(f"model: {model_info}", flush=True)
     result = {
@@ -188,15 +193,11 @@ def main() -> None:
             for k in args.masks
         },  # fmt: skip
         "rows": [],
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
         "note": args.note or "CPU not shared",
-        "command": "python " + " ".join(sys.argv),
     }
     per_image = {}
     if args.resume and args.out.exists():
-        old = json.loads(args.out.read_text())
+        old = harness.read_result(args.out)
         if old.get("model") != model_info or old.get("images_per_mask") != len(test):
             sys.exit(
                 f"{args.out} was measured on another model or number of digits "
@@ -205,6 +206,8 @@ def main() -> None:
             )
         result["rows"] = old["rows"]
         result["masks"] = old.get("masks", {}) | result["masks"]
+        # The rows kept were measured by the earlier runs, which their records say.
+        result["earlier_runs"] = [*old.get("earlier_runs", []), old[harness.RUN_KEY]]
         per_image = {(r["mask"], r["method"]): r["psnr_per_image"] for r in old["rows"]}
     for kind in args.masks:
         mk, kw, _ = MASKS[kind]
@@ -220,11 +223,11 @@ def main() -> None:
                 f"{row['seconds_per_batch']:6.1f} s per 64 ({time.perf_counter() - start:.0f} s)",
                 flush=True,
             )
-            write(result, args.out)
-    write(result, args.out, final=True)
+            write(result, args.out, run)
+    write(result, args.out, run, final=True)
 
 
-def write(result: dict, out: Path, final: bool = False) -> None:
+def write(result: dict, out: Path, run: dict, final: bool = False) -> None:
     """Write the JSON (and, once every mask type has a baseline, the table)."""
     rows = result["rows"]
     kinds = list(dict.fromkeys(r["mask"] for r in rows))
@@ -245,16 +248,14 @@ def write(result: dict, out: Path, final: bool = False) -> None:
                 for r in rows
             },
         }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    if complete and (final or len(rows) % 3 == 0):
-        text = report(result)
-        out.with_suffix(".txt").write_text(text + "\n")
-        if final:
-            print(text)
+    result = {harness.RUN_KEY: run, **result}
+    table = report(result) if complete and (final or len(rows) % 3 == 0) else None
+    text = harness.write_result(out, result, table, run=run)
+    if final and text:
+        print(text)
 
 
-def tune(model, train, args, model_info) -> None:
+def tune(model, train, args, model_info, run: dict) -> None:
     """The grid search behind the neighbour settings of ``course_utils.inpaint.masks``."""
     from course_utils.core.metrics import masked_psnr
 
@@ -315,9 +316,7 @@ def tune(model, train, args, model_info) -> None:
         f"width={chosen[1]} τ={chosen[2]} (in course_utils.inpaint.masks: k={ip.NEIGHBOURS} "
         f"width={ip.BANDWIDTH}, kernel+flow width={ip.FLOW_BANDWIDTH} τ={ip.FLOW_TEMPERATURE})"
     )
-    lines.append("command: python " + " ".join(sys.argv))
     table = "\n".join(lines)
-    print(table)
     result = {
         "model": model_info,
         "queries": f"the last {n} training digits",
@@ -333,9 +332,7 @@ def tune(model, train, args, model_info) -> None:
             for key in psnr
         ],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    args.out.with_suffix(".txt").write_text(table + "\n")
+    print(harness.write_result(args.out, result, table, run=run))
 
 
 if __name__ == "__main__":

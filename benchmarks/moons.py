@@ -12,18 +12,15 @@ that signals a bug, not a good model.
 Usage::
 
     .venv/bin/python benchmarks/moons.py --out benchmarks/results/moons.json
+    .venv/bin/python benchmarks/moons.py --table --out benchmarks/results/moons.json
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
-import platform
-import time
-from pathlib import Path
 
+import harness  # benchmarks/harness.py, beside this script
 import torch
 
 from course_utils import seed_everything
@@ -54,20 +51,20 @@ def run_model(
     seed_everything(recipe.seed)
     model = realnvp(2, recipe.n_couplings, recipe.hidden, mixing=mixing)
     optimizer, scheduler = recipe.optimizer(model)
-    t0 = time.perf_counter()
-    history = train(
-        model,
-        lambda m, x: m.forward_kld(x),
-        train_x,
-        epochs=recipe.epochs,
-        batch_size=recipe.batch_size,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        device="cpu",
-        progress=False,
-        seed=recipe.seed,
+    history, seconds = harness.timed(
+        lambda: train(
+            model,
+            lambda m, x: m.forward_kld(x),
+            train_x,
+            epochs=recipe.epochs,
+            batch_size=recipe.batch_size,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            device="cpu",
+            progress=False,
+            seed=recipe.seed,
+        )
     )
-    seconds = time.perf_counter() - t0
     with torch.no_grad():
         test_nll = float(model.forward_kld(test_x))
     return {
@@ -80,6 +77,28 @@ def run_model(
     }
 
 
+def table(result: dict) -> str:
+    """The result as the printed table: each model's NLL and time, and the target."""
+    s = result["settings"]
+    lines = [
+        f"lesson 02 on moons: {s['n_train']} training / {s['n_test']} held-out points",
+        f"{'model':<22}{'held-out NLL':>14}{'train NLL':>11}{'train s':>9}{'steps':>7}",
+    ]
+    names = {"linear": "couplings + linear", "permutation": "couplings + permute"}
+    for mixing, m in result["models"].items():
+        lines.append(
+            f"{names[mixing]:<22}{m['test_nll']:>14.4f}{m['train_nll_last_epoch']:>11.4f}"
+            f"{m['train_seconds']:>9.1f}{m['steps']:>7d}"
+        )
+    target = result["target"]
+    lines.append(
+        f"target: best held-out NLL <= {target['test_nll_max']} nats within "
+        f"{target['train_seconds_max']:g} s -> {'met' if result['target_met'] else 'NOT met'} "
+        f"(true entropy ~{result['entropy_nats_reference']:.2f} nats)"
+    )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark, print a table and write the JSON file.
 
@@ -90,11 +109,13 @@ def main(argv: list[str] | None = None) -> dict:
         The result written to ``--out``.
     """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    harness.output_options(parser)
     parser.add_argument(
         "--epochs", type=int, default=None, help="override the recipe (smoke tests only)"
     )
     args = parser.parse_args(argv)
+    if harness.table_only(parser, args, table):
+        return harness.read_result(args.out)
 
     recipe = MOONS_RECIPE
     if args.epochs is not None:
@@ -116,31 +137,9 @@ def main(argv: list[str] | None = None) -> dict:
         "target_met": best <= TARGET_NLL and slowest <= TARGET_SECONDS,
         "entropy_nats_reference": ENTROPY_NATS,
         "settings": dataclasses.asdict(recipe),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
     }
-
-    print(f"lesson 02 on moons: {recipe.n_train} training / {recipe.n_test} held-out points")
-    print(f"{'model':<22}{'held-out NLL':>14}{'train NLL':>11}{'train s':>9}{'steps':>7}")
-    names = {"linear": "couplings + linear", "permutation": "couplings + permute"}
-    for mixing, m in models.items():
-        print(
-            f"{names[mixing]:<22}{m['test_nll']:>14.4f}{m['train_nll_last_epoch']:>11.4f}"
-            f"{m['train_seconds']:>9.1f}{m['steps']:>7d}"
-        )
-    print(
-        f"target: best held-out NLL <= {TARGET_NLL} nats within {TARGET_SECONDS:g} s "
-        f"-> {'met' if result['target_met'] else 'NOT met'} "
-        f"(true entropy ~{ENTROPY_NATS:.2f} nats; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} thread(s))"
-    )
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    print(harness.write_result(args.out, result, table(result)))
+    return harness.read_result(args.out)
 
 
 if __name__ == "__main__":

@@ -25,17 +25,15 @@ Usage::
     .venv/bin/python benchmarks/playground.py --out benchmarks/results/playground.json
     .venv/bin/python benchmarks/playground.py --out benchmarks/results/playground.json \\
         --architectures 240
+    .venv/bin/python benchmarks/playground.py --table --out benchmarks/results/playground.json
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
-import platform
 import statistics
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,6 +41,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import harness  # noqa: E402  (benchmarks/harness.py, beside this script)
 import torch  # noqa: E402
 
 from course_utils import seed_everything  # noqa: E402
@@ -83,22 +82,23 @@ def measure(train_clicks: int = 3, temperatures: tuple[float, ...] = (0.5, 0.9, 
     """
     seed_everything(0)
     train_images, test_images = coloured_splits("mnist", seed=0)
-    t0 = time.perf_counter()
-    model = starting_model()
-    load_s = time.perf_counter() - t0
+    model, load_s = harness.timed(starting_model)
     state = PlaygroundState(model, train_images, test_images, classifier=load("digit-classifier"))
-    t0 = time.perf_counter()
-    panel = playground_panel(state)
-    build_s = time.perf_counter() - t0
+    panel, build_s = harness.timed(lambda: playground_panel(state))
     defaults = panel.values()
+
+    def click() -> None:
+        panel.train_button.click()
+        render(panel)
+
+    def move_to(t: float) -> None:
+        panel.controls["temperature"].value = t
+        render(panel)
 
     train_s, rows = [], []
     for _ in range(train_clicks):
         runs_before = len(state.runs)
-        t0 = time.perf_counter()
-        panel.train_button.click()
-        render(panel)
-        train_s.append(time.perf_counter() - t0)
+        train_s.append(harness.timed(click)[1])
         if len(state.runs) != runs_before + 1:
             raise RuntimeError(f"the Train click did not add a run: {panel.status.value}")
         row = state.runs[-1]
@@ -108,10 +108,7 @@ def measure(train_clicks: int = 3, temperatures: tuple[float, ...] = (0.5, 0.9, 
     resample_s = []
     for t in temperatures:
         draws = panel.draws
-        t0 = time.perf_counter()
-        panel.controls["temperature"].value = t
-        render(panel)
-        resample_s.append(time.perf_counter() - t0)
+        resample_s.append(harness.timed(lambda t=t: move_to(t))[1])
         if panel.draws != draws + 1:
             raise RuntimeError("moving the temperature slider did not redraw the samples")
 
@@ -135,8 +132,7 @@ def table(result: dict) -> str:
     """The result as a plain-text table."""
     env = result["environment"]
     lines = [
-        f"Loss playground (lesson 09), {env['threads']} torch threads, torch {env['torch']}, "
-        f"{env['machine']}",
+        "Loss playground (lesson 09)",
         f"defaults: {result['defaults']}",
         f"load average before / after (1 min): {env['load_before']:.2f} / {env['load_after']:.2f}"
         + (f"; {env['note']}" if env.get("note") else ""),
@@ -204,7 +200,7 @@ def compare_architectures(seconds: float) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    harness.output_options(parser)
     parser.add_argument("--clicks", type=int, default=3, help="Train clicks to time")
     parser.add_argument("--note", default="", help="what else ran on the machine")
     parser.add_argument(
@@ -215,36 +211,33 @@ def main(argv: list[str] | None = None) -> int:
         help="instead, train each candidate model this long and add the curves to --out",
     )
     args = parser.parse_args(argv)
+    if harness.table_only(parser, args, table):
+        return 0
+    old = harness.read_result(args.out) if args.out.is_file() else {}
     load_before = os.getloadavg()[0]
     if args.architectures:
-        old = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        # A run of its own: its record sits inside, the file's record stays the clicks'.
+        run = harness.run_record(threads=1)
         old["architectures"] = {
+            harness.RUN_KEY: run,
             "seconds": args.architectures,
             "rows": compare_architectures(args.architectures),
             "load_before": load_before,
             "load_after": os.getloadavg()[0],
             "note": args.note,
         }
-        args.out.write_text(json.dumps(old, indent=2) + "\n")
+        harness.write_result(args.out, old, run=old.get(harness.RUN_KEY, run))
         return 0
+    run = harness.run_record()
     result = measure(train_clicks=args.clicks)
-    if args.out.is_file() and "architectures" in json.loads(args.out.read_text()):
-        result["architectures"] = json.loads(args.out.read_text())["architectures"]
+    if "architectures" in old:
+        result["architectures"] = old["architectures"]
     result["environment"] = {
         "load_before": load_before,
         "load_after": os.getloadavg()[0],
         "note": args.note,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "machine": f"{platform.machine()} {platform.system()}",
-        "python": platform.python_version(),
     }
-    text = table(result)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".txt").write_text(text + "\n")
+    print(harness.write_result(args.out, result, table(result), run=run))
     return 0
 
 

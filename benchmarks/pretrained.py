@@ -15,19 +15,16 @@ Usage::
     .venv/bin/python benchmarks/pretrained.py --out benchmarks/results/pretrained.json
 
 writes the JSON report and, beside it, the printed table (``pretrained.txt``);
-``--table benchmarks/results/pretrained.json`` prints and writes the table of a
-report again without measuring anything.
+``--table --out benchmarks/results/pretrained.json`` prints and writes the table
+of a report again without measuring anything.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
-import time
-from pathlib import Path
 
+import harness  # benchmarks/harness.py, beside this script
 import torch
 
 from course_utils import pretrained
@@ -55,9 +52,8 @@ def bench(name: str) -> dict:
     info = pretrained.manifest(name)
     seconds = []
     for _ in range(3):
-        t0 = time.perf_counter()
-        model = pretrained.load(name)
-        seconds.append(time.perf_counter() - t0)
+        model, s = harness.timed(lambda: pretrained.load(name))
+        seconds.append(s)
     row = {
         "name": name,
         "kind": info["kind"],
@@ -66,12 +62,11 @@ def bench(name: str) -> dict:
     }
     dataset = info.get("dataset", "").split(" ")[0]
     if info["kind"] == "glow" and dataset in IMAGE_DATASETS:
-        t0 = time.perf_counter()
         if dataset == "coloured-mnist":
-            measured = measure_coloured_glow(model)
+            measured, s = harness.timed(lambda: measure_coloured_glow(model))
         else:
-            measured = measure_glow(model, dataset)
-        row["measure_seconds"] = round(time.perf_counter() - t0, 1)
+            measured, s = harness.timed(lambda: measure_glow(model, dataset))
+        row["measure_seconds"] = round(s, 1)
         row["manifest"] = figures_of(info)
         row["measured"] = figures_of(measured)
         row["reproduced"] = row["manifest"] == row["measured"]
@@ -81,7 +76,7 @@ def bench(name: str) -> dict:
 def table(report: dict) -> tuple[str, bool]:
     """The report as the printed table, and whether every target was met and figure reproduced."""
     lines = [
-        f"shipped models ({report['machine']})",
+        "shipped models",
         f"{'name':22s} {'MB':>6s} {'load s':>7s}  manifest figures measured again",
     ]
     ok = True
@@ -104,35 +99,17 @@ def table(report: dict) -> tuple[str, bool]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", type=Path, default=None, help="write the JSON report here (and its table as .txt)"
-    )
-    parser.add_argument(
-        "--table",
-        type=Path,
-        default=None,
-        help="measure nothing: print the table of this JSON report and write it beside it as .txt",
-    )
+    harness.output_options(parser)
     args = parser.parse_args()
-    if args.table:
-        text, ok = table(json.loads(args.table.read_text()))
-        print(text)
-        args.table.with_suffix(".txt").write_text(text + "\n")
-        return 0 if ok else 1
+    if harness.table_only(parser, args, lambda report: table(report)[0]):
+        return 0 if table(harness.read_result(args.out))[1] else 1
     torch.set_num_threads(1)  # as the manifests were measured, so sums run in the same order
+    run = harness.run_record()
     names = sorted(p.stem for p in pretrained.PRETRAINED_DIR.glob("*.json"))
     rows = [bench(n) for n in names]
-    report = {
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}",
-        "target_load_seconds": TARGET_LOAD_SECONDS,
-        "models": rows,
-    }
+    report = {"target_load_seconds": TARGET_LOAD_SECONDS, "models": rows}
     text, ok = table(report)
-    print(text)
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
-        args.out.with_suffix(".txt").write_text(text + "\n")
+    print(harness.write_result(args.out, report, text, run=run))
     return 0 if ok else 1
 
 

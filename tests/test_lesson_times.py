@@ -1,19 +1,32 @@
-"""benchmarks/lesson_times.py: runs are timed, merged by key, tabled and put in the guide."""
+"""Lesson times: timed, merged by key and tabled (benchmarks/), written into the docs (tools/)."""
 
 from __future__ import annotations
 
+import base64
 import importlib.util
+import json
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import nbformat
 import pytest
 
-_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "lesson_times.py"
-_spec = importlib.util.spec_from_file_location("lesson_times", _PATH)
-lt = importlib.util.module_from_spec(_spec)
-sys.modules["lesson_times"] = lt
-_spec.loader.exec_module(lt)
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # the benchmark imports the harness, the tool the benchmark
+    spec.loader.exec_module(module)
+    return module
+
+
+_load("harness", _ROOT / "benchmarks" / "harness.py")
+lt = _load("lesson_times", _ROOT / "benchmarks" / "lesson_times.py")
+docs = _load("lesson_times_docs", _ROOT / "tools" / "lesson_times_docs.py")
 
 
 def _run(lesson: str, mode: str, seconds: float, copy: str = "lesson", ok: bool = True) -> dict:
@@ -23,10 +36,9 @@ def _run(lesson: str, mode: str, seconds: float, copy: str = "lesson", ok: bool 
         "mode": mode,
         "label": "",
         "device": "cpu",
-        "date": "2025-01-02",
         "seconds": seconds,
         "ok": ok,
-        "machine": {"cpu_count": 2, "gpu": None},
+        "run": {"date": "2025-01-02T10:00:00+00:00", "machine": {"cores": 2, "gpu": None}},
     }
 
 
@@ -59,26 +71,27 @@ def test_table_has_a_row_per_lesson_and_a_column_per_mode() -> None:
 
 def test_update_guide_fills_the_marked_block(tmp_path: Path) -> None:
     guide = tmp_path / "teaching.md"
-    guide.write_text(f"# Guide\n\n{lt.BEGIN}\nOLD TABLE\n{lt.END}\n\nmore\n", encoding="utf-8")
+    text = f"# Guide\n\n{docs.BEGIN}\nOLD TABLE\n{docs.END}\n\nmore\n"
+    guide.write_text(text, encoding="utf-8")
     data = {"runs": [_run("01_a", "fast", 9.6)]}
-    assert lt.update_guide(data, guide)
+    assert docs.update_guide(data, guide)
     text = guide.read_text(encoding="utf-8")
-    assert "| 01_a | 10 s |" in text and "Measured on 2 CPU cores, 2025-01-02" in text
-    assert text.endswith(f"{lt.END}\n\nmore\n") and "OLD TABLE" not in text
-    assert not lt.update_guide(data, guide)
+    assert "| 01_a | 10 s |" in text and "Measured on 2 CPU cores, 2025-01-02:" in text
+    assert text.endswith(f"{docs.END}\n\nmore\n") and "OLD TABLE" not in text
+    assert not docs.update_guide(data, guide)
     mine = {**_run("01_a", "full", 99.0), "label": "mine", "settings": {"MODEL": '"mine"'}}
-    assert lt.update_guide({"runs": [*data["runs"], mine]}, guide)
+    assert docs.update_guide({"runs": [*data["runs"], mine]}, guide)
     assert 'Columns marked *mine* ran with `MODEL = "mine"`.' in guide.read_text(encoding="utf-8")
     guide.write_text("nothing", encoding="utf-8")
     with pytest.raises(ValueError, match="no lesson-times block"):
-        lt.update_guide(data, guide)
+        docs.update_guide(data, guide)
 
 
 def test_update_readme_fills_the_time_column(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text(
         "# Course\n\n"
-        f"| # | lesson | what you do | {lt.README_COLUMN} |\n"
+        f"| # | lesson | what you do | {docs.README_COLUMN} |\n"
         "|---|---|---|---|\n"
         "| 01 | [A](a.ipynb) | a \\| b | old |\n"
         "| 02 | [B](b.ipynb) | b | old |\n"
@@ -89,25 +102,33 @@ def test_update_readme_fills_the_time_column(tmp_path: Path) -> None:
     mine = {**_run("02_b", "full", 130.0), "label": "mine"}
     failed = _run("03_c", "full", 30.0, ok=False)
     data = {"runs": [_run("01_a", "full", 75.0), _run("02_b", "full", 61.0), mine, failed]}
-    assert lt.update_readme(data, readme)
+    assert docs.update_readme(data, readme)
     lines = readme.read_text(encoding="utf-8").splitlines()
     assert lines[4] == "| 01 | [A](a.ipynb) | a \\| b | 1 min 15 s |"
     assert lines[5] == '| 02 | [B](b.ipynb) | b | 1 min 01 s; with `MODEL = "mine"`: 2 min 10 s |'
     assert lines[6] == "| 03 | [C](c.ipynb) | c | not measured |"  # a failed run is no time
     assert lines[-1] == "After the table: | 01 | stays."
-    assert not lt.update_readme(data, readme)
+    assert not docs.update_readme(data, readme)
     readme.write_text("no table", encoding="utf-8")
     with pytest.raises(ValueError, match="no lesson table"):
-        lt.update_readme(data, readme)
+        docs.update_readme(data, readme)
 
 
 def test_the_readme_has_the_lesson_table() -> None:
-    assert f"| {lt.README_COLUMN} |" in lt.README.read_text(encoding="utf-8")
+    assert f"| {docs.README_COLUMN} |" in docs.README.read_text(encoding="utf-8")
 
 
 def test_the_teacher_guide_has_the_block() -> None:
-    text = lt.GUIDE.read_text(encoding="utf-8")
-    assert lt.BEGIN in text and lt.END in text
+    text = docs.GUIDE.read_text(encoding="utf-8")
+    assert docs.BEGIN in text and docs.END in text
+
+
+def test_the_guide_and_readme_are_up_to_date_with_the_committed_times(tmp_path: Path) -> None:
+    data = json.loads(docs.RESULTS.read_text(encoding="utf-8"))
+    for update, path in ((docs.update_guide, docs.GUIDE), (docs.update_readme, docs.README)):
+        copy = tmp_path / path.name
+        copy.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+        assert not update(data, copy), f"run tools/lesson_times_docs.py: {path.name} is stale"
 
 
 def test_select_names_lessons_by_number_and_refuses_unknown_ones() -> None:
@@ -181,3 +202,29 @@ def test_run_notebook_times_a_tiny_notebook_and_reports_a_failure(tmp_path: Path
     assert not died["ok"] and died["error"]  # reported as a failed run, not a crash
     with pytest.raises(ValueError, match="mode must be"):
         lt.run_notebook(path, "medium", {}, "fresh")
+
+
+def _tiny(path: Path, *sources: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nbformat.write(nb, path)
+
+
+def test_a_kept_run_carries_its_figures_and_a_timed_run_draws_nowhere(tmp_path: Path) -> None:
+    path = tmp_path / "99_figure.ipynb"
+    draw = "import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(2, 1))\n"
+    draw += "ax.plot([0, 1])\nplt.show()"
+    _tiny(path, draw, "print(fig.dpi)")
+    before = path.read_bytes()
+    assert lt.run_notebook(path, "fast", {}, "fresh", timeout=60)["ok"]
+    assert path.read_bytes() == before  # a timed run writes nothing back
+    assert lt.run_notebook(path, "fast", {}, "fresh", timeout=60, keep=True)["ok"]
+    cells = nbformat.read(path, as_version=4).cells
+    (figure,) = [o for o in cells[0].outputs if "image/png" in o.get("data", {})]
+    assert cells[1].outputs[0].text == f"{float(lt.KEEP_DPI)}\n"
+    assert base64.b64decode(figure.data["image/png"]).startswith(b"\x89PNG")
