@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -72,8 +73,6 @@ def checkpoint_safe(value: Any, where: str = "state") -> Any:
     >>> checkpoint_safe({"lr": np.float64(0.5), "sizes": (np.int64(2),)})
     {'lr': 0.5, 'sizes': (2,)}
     """
-    import numpy as np
-
     if isinstance(value, torch.Tensor) or type(value) in _SAFE_LEAVES or type(value) is torch.Size:
         return value
     if isinstance(value, np.generic):

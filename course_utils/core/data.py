@@ -92,7 +92,7 @@ def moons(
     >>> tuple(train.shape), tuple(test.shape)
     ((100, 2), (50, 2))
     """
-    from sklearn.datasets import make_moons
+    from sklearn.datasets import make_moons  # only for moons: scikit-learn takes ~1 s to import
 
     if n_train < 1 or n_test < 1:
         raise ValueError(f"n_train and n_test must be positive, got {n_train} and {n_test}")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import AutoLocator, NullLocator
 
 from course_utils.core import config
 
@@ -293,8 +294,6 @@ def show_ticks(*axes: Axes, fontsize: float = 8) -> None:
     :func:`density_contour` and :func:`sample_scatter` draw bare axes; with
     ticks a reader can say *where* a mode or a moon is (e.g. "near x₁ = 2").
     """
-    from matplotlib.ticker import AutoLocator
-
     for ax in axes:
         ax.xaxis.set_major_locator(AutoLocator())
         ax.yaxis.set_major_locator(AutoLocator())
@@ -389,8 +388,6 @@ def loglog_curves(
     Returns:
         The figure.
     """
-    from matplotlib.ticker import NullLocator
-
     fig, ax = figure_and_axes(ax, (6, 4))
     for k, (label, (xs, ys)) in enumerate(curves.items()):
         fmt = (styles or {}).get(label, "o-")

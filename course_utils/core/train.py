@@ -83,7 +83,7 @@ def _interactive() -> bool:
     if os.environ.get("CI") or "pytest" in sys.modules:
         return False
     try:
-        from IPython import get_ipython
+        from IPython import get_ipython  # optional: a script may run without IPython
 
         if get_ipython() is not None:
             return True

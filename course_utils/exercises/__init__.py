@@ -302,7 +302,7 @@ class Registry:
 
     def hint(self, exercise_id: str) -> None:
         """Display the exercise's hint, folded until the learner opens it."""
-        from IPython.display import display
+        from IPython.display import display  # only in a notebook: the CLI lists exercises too
 
         display(Hint(self.get(exercise_id)))
 
