@@ -36,7 +36,7 @@ from course_utils.glow.recipes import RECIPES, get_recipe
 from course_utils.glow.train import train_glow
 from course_utils.pretrained import PRETRAINED_DIR, sha256sum
 
-__all__ = ["make_classifier", "make_glow", "save_model"]
+__all__ = ["CLASSIFIER", "make_classifier", "make_glow", "parser", "save_model"]
 
 #: The name under which the digit classifier is shipped.
 CLASSIFIER = "digit-classifier"
@@ -153,8 +153,8 @@ def make_classifier(
     return info
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m course_utils.release NAME ...``: make one shipped model."""
+def parser() -> argparse.ArgumentParser:
+    """The command line's parser (the manifests' ``command`` lines are checked against it)."""
     parser = argparse.ArgumentParser(
         prog="python -m course_utils.release",
         description="Train (or continue) a shipped model, measure it, and write its weights "
@@ -168,7 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3, help="the classifier's epochs")
     parser.add_argument("--seed", type=int, default=0, help="the classifier's seed")
     parser.add_argument("--folder", default=None, help=f"default {PRETRAINED_DIR}")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m course_utils.release NAME ...``: make one shipped model."""
+    args = parser().parse_args(argv)
     if args.name == CLASSIFIER:
         info = make_classifier(args.epochs, args.seed, args.folder)
     elif args.dataset is None or args.minutes is None:

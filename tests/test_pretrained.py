@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from course_utils import pretrained
+from course_utils import pretrained, release
 from course_utils.core.checkpoints import checkpoint_differences, load_checkpoint
 from course_utils.glow.digits import DigitClassifier, probabilities, recognisable
 from course_utils.glow.measure import measure_glow
@@ -37,9 +38,24 @@ def test_every_manifest_matches_its_file() -> None:
         path = pretrained.PRETRAINED_DIR / info["file"]
         assert sha256sum(path) == info["sha256"]
         assert path.stat().st_size <= 20e6
-        assert info["command"].startswith("python -m course_utils.")
         total += path.stat().st_size
     assert total <= 60e6
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in pretrained.PRETRAINED_DIR.glob("*.json")))
+def test_each_manifests_command_is_one_the_release_command_accepts(name: str) -> None:
+    # The command a manifest records must make this model again: the same name, data and recipe.
+    info = manifest(name)
+    program, _, args = info["command"].partition(" -m course_utils.release ")
+    assert program == "python" and args, info["command"]
+    parsed = release.parser().parse_args(shlex.split(args))
+    assert parsed.name == name
+    if info["kind"] == "glow":
+        assert info["dataset"].split(" ")[0] == parsed.dataset
+        assert RECIPES[parsed.recipe] == Recipe.from_dict(info["recipe_settings"])
+        assert parsed.minutes == pytest.approx(info["training_minutes"], abs=1)
+    else:
+        assert (parsed.epochs, parsed.seed) == (info["epochs"], info["seed"])
 
 
 def test_load_refuses_damaged_missing_and_unknown(shipped: Path) -> None:
