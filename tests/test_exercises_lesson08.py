@@ -7,7 +7,7 @@ import torch
 
 from course_utils import inpaint as ip
 from course_utils.core.metrics import masked_psnr
-from course_utils.exercises import get, lesson08
+from course_utils.exercises import lesson08
 
 pytestmark = pytest.mark.usefixtures("rng")
 
@@ -36,11 +36,3 @@ def test_the_ascent_step_raises_a_glows_log_p_on_the_hole_only(tiny_glow, inpain
     assert torch.equal(stepped[~mask], y[~mask])
     with torch.no_grad():
         assert (coords.pixel_log_prob(stepped) > coords.pixel_log_prob(y)).all()
-
-
-def test_each_exercise_has_its_lessons_title() -> None:
-    assert [get(f"08.{k}").title for k in (1, 2, 3)] == [
-        "one ascent step on the hole",
-        "the hole's PSNR",
-        "MALA's acceptance ratio",
-    ]
