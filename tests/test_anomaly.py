@@ -201,12 +201,10 @@ def test_typicality_bad_inputs() -> None:
 # ---------------------------------------------------------- per-image bits/dim
 
 
-def test_image_bits_per_dim_agrees_with_glow(rng: torch.Generator) -> None:
-    model = Glow(levels=2, blocks=1, hidden=8)
+def test_image_bits_per_dim_agrees_with_glow(rng: torch.Generator, tiny_glow: Glow) -> None:
+    model = perturb(tiny_glow, 0.05)
     x = dequantize(torch.randint(0, 256, (7, 1, 28, 28), dtype=torch.uint8), rng)
     with torch.no_grad():
-        model.log_prob(x)  # ActNorm's data-dependent initialisation
-        perturb(model, 0.05)
         lp = model.log_prob(x)
     per_image = image_bits_per_dim(model, x, batch_size=3)  # batches of 3, 3 and 1
     assert per_image.shape == (7,)
@@ -216,8 +214,8 @@ def test_image_bits_per_dim_agrees_with_glow(rng: torch.Generator) -> None:
     assert len(set(per_image.tolist())) == 7  # images differ, and so do their scores
 
 
-def test_image_bits_per_dim_bad_inputs() -> None:
-    model = Glow(levels=2, blocks=1, hidden=8)
+def test_image_bits_per_dim_bad_inputs(tiny_glow: Glow) -> None:
+    model = tiny_glow
     with pytest.raises(ValueError, match=r"x must have shape \(n, C, H, W\).*got \(28, 28\)"):
         image_bits_per_dim(model, torch.rand(28, 28))
     with pytest.raises(ValueError, match=r"x must have shape \(batch, 1, 28, 28\)"):

@@ -6,7 +6,6 @@ import torch
 
 from course_utils.composite.losses import base_noise, channel_mean_gap, nll_term
 from course_utils.exercises import lesson09
-from course_utils.glow.model import Glow
 
 
 def test_colour_gap_is_the_course_term() -> None:
@@ -22,8 +21,8 @@ def test_bits_per_dim_is_the_scaled_nll() -> None:
     )
 
 
-def test_noise_of_length_is_configuration_c() -> None:
-    model = Glow(shape=(3, 28, 28), levels=2, blocks=1, hidden=4)
+def test_noise_of_length_is_configuration_c(make_tiny_glow) -> None:
+    model = make_tiny_glow(shape=(3, 28, 28))
     ours = base_noise(model, 5, 0.7, scale_noise=False, generator=torch.Generator().manual_seed(2))
     gen = torch.Generator().manual_seed(2)  # the same draws as base_noise, level by level
     eps = [torch.randn((5, *q.shape), generator=gen) for q in model.flow.q0]

@@ -6,20 +6,18 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from course_utils.glow.model import Glow, dequantize
+from course_utils import pretrained
+from course_utils.core.data import load_mnist
+from course_utils.core.widgets import NOT_RUNNING_HINT
+from course_utils.glow.model import dequantize
 from course_utils.panels.glow import glow_panel, interpolate, interpolation_figure, samples_figure
 
 
 @pytest.fixture(scope="module")
-def model_and_digits():
-    from course_utils.core.data import load_mnist
-
+def model_and_digits(make_tiny_glow):
+    """The tiny Glow and six test digits, dequantized."""
     images, _ = load_mnist("mnist", "test")
-    u = dequantize(images[:6, None], torch.Generator().manual_seed(0))
-    torch.manual_seed(0)
-    model = Glow(levels=2, blocks=1, hidden=8, net="gated", net_layers=1, logit_alpha=1e-5)
-    model.initialize(u)
-    return model.eval(), u
+    return make_tiny_glow(), dequantize(images[:6, None], torch.Generator().manual_seed(0))
 
 
 def test_interpolation_ends_are_the_digits(model_and_digits, shared_data) -> None:
@@ -37,8 +35,6 @@ def test_interpolation_ends_are_the_digits(model_and_digits, shared_data) -> Non
 def test_samples_depend_on_the_seed_and_say_what_the_classifier_sees(
     model_and_digits, shared_data
 ) -> None:
-    from course_utils import pretrained
-
     model, _ = model_and_digits
     classifier = pretrained.load("digit-classifier")
     a = samples_figure(model, 0.7, seed=1, n=8, classifier=classifier)
@@ -57,20 +53,15 @@ def test_panel_redraws_when_a_control_moves(model_and_digits, shared_data) -> No
     assert sampler.runs == 3 and walker.runs == 2
     assert "seed 3" in sampler.last_figure.axes[0].get_title()
     assert all(not w.continuous_update for w in sampler.controls.values())
-    from course_utils.core.widgets import NOT_RUNNING_HINT
-
     assert box._repr_mimebundle_()["text/plain"] == NOT_RUNNING_HINT  # no kernel: a hint
     plt.close("all")
 
 
 def test_panel_with_two_models_has_a_menu_that_switches_the_model(
-    model_and_digits, shared_data
+    model_and_digits, make_tiny_glow, shared_data
 ) -> None:
     model, u = model_and_digits
-    torch.manual_seed(1)
-    other = Glow(levels=2, blocks=1, hidden=8, net="gated", net_layers=1, logit_alpha=1e-5)
-    other.initialize(u)
-    box = glow_panel({"first": model, "second": other.eval()}, u)
+    box = glow_panel({"first": model, "second": make_tiny_glow(seed=1)}, u)
     sampler, walker = box.children
     assert list(sampler.controls)[0] == "name" and list(walker.controls)[0] == "name"
 

@@ -14,27 +14,9 @@ import torch
 
 from course_utils import inpaint as ip
 from course_utils.core.metrics import MSE_FLOOR, masked_mse, masked_psnr
-from course_utils.glow.model import Glow
 from course_utils.inpaint import masks
 
 pytestmark = pytest.mark.usefixtures("rng")
-
-
-@pytest.fixture(scope="module")
-def model() -> Glow:
-    torch.manual_seed(0)
-    m = Glow(levels=2, blocks=1, hidden=8, logit_alpha=0.05)
-    with torch.no_grad():  # ActNorm initialises itself on its first batch
-        m.log_prob(torch.rand(16, 1, 28, 28))
-    return m.eval()
-
-
-def digits(n: int = 4) -> torch.Tensor:
-    """Digit-like images: a bright bar on black, in [0, 1]."""
-    x = torch.zeros(n, 1, 28, 28)
-    for i in range(n):
-        x[i, 0, 6:22, 10 + i : 14 + i] = 0.9
-    return x + 0.01
 
 
 # ----------------------------------------------------------------------- masks
@@ -81,30 +63,36 @@ def test_bad_mask_requests(kwargs, match):
 
 # ------------------------------------------------------------------ validation
 
-GOOD_MASK = ip.make_masks("centre", 4, size=8)
+
+def _nan_in_image_1(x, m):
+    x[1] = math.nan
+    return x, m
 
 
-@pytest.mark.parametrize(
-    "images, mask, match",
-    [
-        (digits()[:, 0], GOOD_MASK, "images must have shape"),
-        (digits(), GOOD_MASK[:, :, :20], "mask must have the images' shape"),
-        (digits(), GOOD_MASK[:3], "mask must have the images' shape"),
-        (digits(), GOOD_MASK.float() * 2, "only 0 and 1"),
-        (digits(), torch.full((4, 1, 28, 28), float("nan")), "NaN"),
-        (digits(), torch.zeros(4, 1, 28, 28, dtype=torch.bool), "nothing is masked in image 0"),
-        (digits(), torch.ones(4, 1, 28, 28, dtype=torch.bool), "everything is masked"),
-        (digits().index_put_((torch.tensor([1]),), torch.tensor(math.nan)), GOOD_MASK, "NaN"),
-        (digits() * 3, GOOD_MASK, r"\[0, 1\]"),
-        ((digits() * 255).to(torch.uint8), GOOD_MASK, "to_unit"),
-        (digits(), [[True]], "mask must be a tensor"),
-    ],
-)
-def test_bad_inputs_raise_clear_errors(images, mask, match, model):
+# Each case spoils the inpainting problem's images or mask: (images, mask) -> (images, mask).
+BAD_INPUTS = {
+    "no channel axis": (lambda x, m: (x[:, 0], m), "images must have shape"),
+    "mask of another size": (lambda x, m: (x, m[:, :, :20]), "mask must have the images' shape"),
+    "mask for fewer images": (lambda x, m: (x, m[:3]), "mask must have the images' shape"),
+    "mask of 0 and 2": (lambda x, m: (x, m.float() * 2), "only 0 and 1"),
+    "mask of NaN": (lambda x, m: (x, torch.full(m.shape, math.nan)), "NaN"),
+    "nothing masked": (lambda x, m: (x, torch.zeros_like(m)), "nothing is masked in image 0"),
+    "everything masked": (lambda x, m: (x, torch.ones_like(m)), "everything is masked"),
+    "NaN in the images": (_nan_in_image_1, "NaN"),
+    "images above 1": (lambda x, m: (x * 3, m), r"\[0, 1\]"),
+    "8-bit images": (lambda x, m: ((x * 255).to(torch.uint8), m), "to_unit"),
+    "mask as a list": (lambda x, m: (x, [[True]]), "mask must be a tensor"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_inputs_raise_clear_errors(case, inpaint_problem, tiny_glow):
+    spoil, match = BAD_INPUTS[case]
+    images, mask = spoil(inpaint_problem.images, inpaint_problem.mask)
     with pytest.raises(ValueError, match=match):
         ip.check_inputs(images, mask)
     with pytest.raises(ValueError, match=match):  # every method validates the same way
-        ip.pixel_inpaint(model, images, mask, steps=1)
+        ip.pixel_inpaint(tiny_glow, images, mask, steps=1)
 
 
 def test_zero_one_masks_and_one_channel_masks_are_accepted():
@@ -118,9 +106,8 @@ def test_zero_one_masks_and_one_channel_masks_are_accepted():
 # ------------------------------------------------------------------- baselines
 
 
-def test_zero_and_mean_fill():
-    x, m = digits(), GOOD_MASK
-    train = torch.rand(10, 1, 28, 28)
+def test_zero_and_mean_fill(inpaint_problem):
+    x, m, train = inpaint_problem.images, inpaint_problem.mask, inpaint_problem.pool
     z = ip.zero_fill(x, m)
     assert (z[m] == 0).all() and torch.equal(z[~m], x[~m])
     f = ip.mean_fill(x, m, train)
@@ -145,11 +132,12 @@ def test_nearest_neighbour_matches_brute_force_on_known_pixels_only():
     assert torch.allclose(ip.nearest_neighbour_fill(x2, m2, train)[m2], train[5][m2[0]])
 
 
-def test_baselines_check_the_training_pool():
+def test_baselines_check_the_training_pool(inpaint_problem):
+    x, m = inpaint_problem.images, inpaint_problem.mask
     with pytest.raises(ValueError, match="train_images must have shape"):
-        ip.mean_fill(digits(), GOOD_MASK, torch.rand(5, 1, 14, 14))
+        ip.mean_fill(x, m, torch.rand(5, 1, 14, 14))
     with pytest.raises(ValueError, match="to_unit"):
-        ip.nearest_neighbour_fill(digits(), GOOD_MASK, torch.zeros(5, 1, 28, 28, dtype=torch.uint8))
+        ip.nearest_neighbour_fill(x, m, torch.zeros(5, 1, 28, 28, dtype=torch.uint8))
 
 
 @pytest.mark.parametrize(
@@ -160,22 +148,22 @@ def test_baselines_check_the_training_pool():
         (torch.full((5, 1, 28, 28), math.nan), "train_images contain NaN or inf"),
     ],
 )
-def test_baselines_refuse_a_training_pool_outside_the_unit_interval(pool, match):
+def test_baselines_refuse_a_training_pool_outside_the_unit_interval(pool, match, inpaint_problem):
     for fill in (ip.mean_fill, ip.kernel_fill, ip.nearest_neighbour_fill):
         with pytest.raises(ValueError, match=match):
-            fill(digits(), GOOD_MASK, pool)
+            fill(inpaint_problem.images, inpaint_problem.mask, pool)
 
 
-def test_neighbour_counts_and_chunks_of_the_wrong_type():
-    pool = torch.rand(8, 1, 28, 28)
+def test_neighbour_counts_and_chunks_of_the_wrong_type(inpaint_problem):
+    x, m, pool = inpaint_problem.images, inpaint_problem.mask, inpaint_problem.pool
     for k in (2.5, True, "3", 0):
         with pytest.raises(ValueError, match="k must be an integer >= 1"):
-            ip.kernel_fill(digits(), GOOD_MASK, pool, k=k)
-    ok = ip.kernel_fill(digits(), GOOD_MASK, pool, k=np.int64(3))  # numpy integers are integers
-    assert torch.equal(ok, ip.kernel_fill(digits(), GOOD_MASK, pool, k=3))
+            ip.kernel_fill(x, m, pool, k=k)
+    ok = ip.kernel_fill(x, m, pool, k=np.int64(3))  # numpy integers are integers
+    assert torch.equal(ok, ip.kernel_fill(x, m, pool, k=3))
     for chunk in (0, -1, 2.5):
         with pytest.raises(ValueError, match="chunk must be an integer >= 1"):
-            ip.nearest_neighbour_fill(digits(), GOOD_MASK, pool, chunk=chunk)
+            ip.nearest_neighbour_fill(x, m, pool, chunk=chunk)
 
 
 def test_kernel_fill_weights_the_nearest_neighbours_by_distance():

@@ -8,34 +8,21 @@ import pytest
 import torch
 
 from course_utils import inpaint as ip
-from course_utils.core.metrics import MSE_FLOOR
-from course_utils.glow.model import Glow
+from course_utils.core.metrics import MSE_FLOOR, masked_psnr
 from course_utils.inpaint import comparison as cmp
 from course_utils.inpaint import masks
 
 pytestmark = pytest.mark.usefixtures("rng")
 
 
-@pytest.fixture(scope="module")
-def model() -> Glow:
-    torch.manual_seed(0)
-    m = Glow(levels=2, blocks=1, hidden=8, logit_alpha=0.05)
-    with torch.no_grad():  # ActNorm initialises itself on its first batch
-        m.log_prob(torch.rand(16, 1, 28, 28))
-    return m.eval()
+@pytest.fixture
+def model(tiny_glow):
+    return tiny_glow
 
 
-def digits(n: int = 4) -> torch.Tensor:
-    """Digit-like images: a bright bar on black, in [0, 1]."""
-    x = torch.zeros(n, 1, 28, 28)
-    for i in range(n):
-        x[i, 0, 6:22, 10 + i : 14 + i] = 0.9
-    return x + 0.01
-
-
-def test_flow_kernel_weighs_each_neighbour_by_the_flows_likelihood_ratio(model):
-    x, m = digits(), ip.make_masks("right", 4)
-    train = (digits(1) + 0.1 * torch.rand(30, 1, 28, 28)).clamp(0, 1)  # cousins of the digits
+def test_flow_kernel_weighs_each_neighbour_by_the_flows_likelihood_ratio(model, inpaint_problem):
+    x, m = inpaint_problem.images, ip.make_masks("right", 4)
+    train = (x[:1] + 0.1 * torch.rand(30, 1, 28, 28)).clamp(0, 1)  # cousins of the digits
     train[..., 14:] = torch.rand(30, 1, 28, 14)  # with different right halves
     res = ip.flow_kernel_inpaint(model, x, m, train, k=6, bandwidth=1.5, temperature=0.5)
     assert torch.equal(res.images[~m], x[~m])  # known pixels bit for bit
@@ -84,8 +71,8 @@ class _Blind(torch.nn.Module):
         return torch.where(x[:, 0, 0, -1] > 0.95, torch.full_like(lp, math.nan), lp)
 
 
-def test_flow_kernel_ignores_neighbours_the_flow_cannot_score(model):
-    x, m = digits(2), ip.make_masks("right", 2)
+def test_flow_kernel_ignores_neighbours_the_flow_cannot_score(model, inpaint_problem):
+    x, m = inpaint_problem.images[:2], ip.make_masks("right", 2)
     train = torch.rand(20, 1, 28, 28) * 0.5
     train[3, 0, 0, -1] = 1.0  # the flow gives NaN for any completion that copies this hole
     res = ip.flow_kernel_inpaint(_Blind(model), x, m, train, k=20)
@@ -107,10 +94,9 @@ FAST = {
 }
 
 
-def test_compare_runs_every_method_in_its_group_and_tabulates_them(model):
-    x = digits(4)
-    masks = {"centre": ip.make_masks("centre", 4, size=8), "top": ip.make_masks("top", 4)}
-    pool = torch.rand(20, 1, 28, 28)
+def test_compare_runs_every_method_in_its_group_and_tabulates_them(model, inpaint_problem):
+    x, pool = inpaint_problem.images, inpaint_problem.pool
+    masks = {"centre": inpaint_problem.mask, "top": ip.make_masks("top", 4)}
     rows = cmp.compare(model, x, masks, pool, batch_size=2, settings=FAST)
     assert {(r["mask"], r["method"]) for r in rows} == {(k, m) for k in masks for m in cmp.METHODS}
     for r in rows:
@@ -141,10 +127,8 @@ def test_paired_gains_and_the_best_of_each_group_by_hand():
         cmp.paired_gain({**a, "psnr_per_image": [1.0]}, {**b, "psnr_per_image": [0.0]})
 
 
-def test_rows_from_fills_made_elsewhere_score_the_hole_only():
-    from course_utils.core.metrics import masked_psnr
-
-    x = digits(3)
+def test_rows_from_fills_made_elsewhere_score_the_hole_only(inpaint_problem):
+    x = inpaint_problem.images[:3]
     mask = ip.make_masks("left", 3)
     wrong_outside = torch.where(mask, x, torch.rand_like(x))  # perfect hole, garbage elsewhere
     rows = cmp.psnr_rows(x, {"left": mask}, {"left": {"zero": ip.zero_fill(x, mask),
@@ -157,8 +141,8 @@ def test_rows_from_fills_made_elsewhere_score_the_hole_only():
         cmp.psnr_rows(x, {"left": mask}, {"left": {"magic": x}})
 
 
-def test_fill_asks_for_what_a_method_needs(model):
-    x, m = digits(2), ip.make_masks("top", 2)
+def test_fill_asks_for_what_a_method_needs(model, inpaint_problem):
+    x, m = inpaint_problem.images[:2], ip.make_masks("top", 2)
     with pytest.raises(ValueError, match="unknown method"):
         cmp.fill("magic", model, x, m, x)
     with pytest.raises(ValueError, match="needs a model"):

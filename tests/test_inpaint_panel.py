@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from course_utils.glow.model import Glow
+from course_utils.core.widgets import NOT_RUNNING_HINT
 from course_utils.panels.inpaint import (
     ascent_trace_figure,
     inpaint_figure,
@@ -17,26 +17,11 @@ from course_utils.panels.inpaint import (
 pytestmark = pytest.mark.usefixtures("rng")
 
 
-@pytest.fixture(scope="module")
-def model() -> Glow:
-    torch.manual_seed(0)
-    m = Glow(levels=2, blocks=1, hidden=8, net="gated", net_layers=1, logit_alpha=1e-5)
-    m.initialize(torch.rand(16, 1, 28, 28))
-    return m.eval()
-
-
-def digits(n: int = 4) -> torch.Tensor:
-    x = torch.full((n, 1, 28, 28), 0.5 / 256)
-    for i in range(n):
-        x[i, 0, 6:22, 10 + i : 14 + i] = 250.5 / 256
-    return x
-
-
 FAST = {"chains": 2, "ascent_steps": 3, "latent_steps": 2}
 
 
-def test_the_figure_shows_every_method_with_its_hole_psnr(model) -> None:
-    images, train = digits(), torch.rand(20, 1, 28, 28)
+def test_the_figure_shows_every_method_with_its_hole_psnr(tiny_glow, inpaint_problem) -> None:
+    model, images, train = tiny_glow, inpaint_problem.images, inpaint_problem.pool
     fig = inpaint_figure(model, images, train, index=1, kind="noise", size=14, steps=4, **FAST)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[0] == "masked" and titles[5] == "original"
@@ -73,8 +58,9 @@ def test_the_same_settings_give_the_same_mask() -> None:
     assert abs(noise.float().mean().item() - 0.5) < 0.1  # size 14: half the pixels missing
 
 
-def test_the_panel_recomputes_on_the_button_only(model) -> None:
-    p = inpaint_panel(model, digits(), torch.rand(20, 1, 28, 28), steps=4, **FAST)
+def test_the_panel_recomputes_on_the_button_only(tiny_glow, inpaint_problem) -> None:
+    images, train = inpaint_problem.images, inpaint_problem.pool
+    p = inpaint_panel(tiny_glow, images, train, steps=4, **FAST)
     assert p.runs == 1 and p.button is not None
     assert all(not w.continuous_update for n, w in p.controls.items() if n != "kind")
     first = p.last_figure
@@ -85,7 +71,5 @@ def test_the_panel_recomputes_on_the_button_only(model) -> None:
     assert p.runs == 2 and p.last_figure is not first
     assert "'top'" in p.last_figure.texts[0].get_text()  # the suptitle names the new mask
     assert len(p.last_figure.axes[-1].lines[1].get_xdata()) == 3  # 2 steps now
-    from course_utils.core.widgets import NOT_RUNNING_HINT
-
     assert repr(p) == NOT_RUNNING_HINT
     plt.close("all")

@@ -1,4 +1,7 @@
-"""Lesson 01's bijections, figures and panel (headless, no browser)."""
+"""Lesson 01's bijections, figures and panel (headless, no browser).
+
+The bijections' inverses and log-derivatives are checked in ``test_invertible_layers.py``.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,6 @@ import torch
 from course_utils.core import plots
 from course_utils.core.widgets import Panel, slider
 from course_utils.flows2d.bijections import (
-    Banana,
     Linear2D,
     SinhArcsinh,
     TanhBump,
@@ -19,18 +21,6 @@ from course_utils.flows2d.bijections import (
 )
 from course_utils.flows2d.plots import change_of_area_2d
 from course_utils.panels.warp import warp_figure, warp_panel
-
-
-@pytest.mark.parametrize(
-    "params", [{}, {"skew": 1.2}, {"tail": 0.5}, {"skew": -0.7, "tail": 1.9, "loc": 1, "scale": 2}]
-)
-def test_sinh_arcsinh_inverts_and_log_det_matches_autograd(params: dict) -> None:
-    f = SinhArcsinh(**params)
-    z = torch.linspace(-4, 4, 101, dtype=torch.float64, requires_grad=True)
-    x = f.forward(z)
-    torch.testing.assert_close(f.inverse(x), z, atol=1e-8, rtol=0)
-    (dx_dz,) = torch.autograd.grad(x.sum(), z)
-    torch.testing.assert_close(f.log_abs_det(z), dx_dz.log(), atol=1e-8, rtol=0)
 
 
 def test_sinh_arcsinh_reduces_to_affine_and_matches_normal() -> None:
@@ -56,16 +46,6 @@ def test_bad_bijection_parameters_are_refused() -> None:
         Linear2D([[1.0, 2.0], [2.0, 4.0]])
     with pytest.raises(ValueError, match=r"shape \(2, 2\)"):
         Linear2D([[1.0, 0.0, 0.0]])
-
-
-def test_linear_and_banana_log_det_against_autograd(rng: torch.Generator) -> None:
-    z = torch.randn(5, 2, generator=rng)
-    for f in [Linear2D([[0.8, 0.6], [0.3, 0.85]]), Banana(bend=0.9)]:
-        torch.testing.assert_close(f.inverse(f.forward(z)), z, atol=1e-5, rtol=0)
-        for i in range(len(z)):
-            jac = torch.autograd.functional.jacobian(lambda v, f=f: f.forward(v[None])[0], z[i])
-            expected = torch.linalg.det(jac).abs().log()
-            torch.testing.assert_close(f.log_abs_det(z[i : i + 1])[0], expected, atol=1e-5, rtol=0)
 
 
 def test_linear_2d_matches_multivariate_normal(rng: torch.Generator) -> None:
@@ -141,13 +121,8 @@ def test_image_grid_checks_shapes_and_tiles() -> None:
 
 
 @pytest.mark.parametrize(("a", "b"), [(2.0, 2.0), (0.5, 1.0), (-0.4, 2.0)])
-def test_tanh_bump_inverts_and_log_det_matches_autograd(a: float, b: float) -> None:
+def test_tanh_bump_density_integrates_to_one(a: float, b: float) -> None:
     f = TanhBump(a=a, b=b)
-    z = torch.linspace(-4, 4, 81, dtype=torch.float64, requires_grad=True)
-    x = f.forward(z)
-    torch.testing.assert_close(f.inverse(x.detach()), z.detach(), atol=1e-10, rtol=0)
-    (dx_dz,) = torch.autograd.grad(x.sum(), z)
-    torch.testing.assert_close(f.log_abs_det(z), dx_dz.log(), atol=1e-10, rtol=0)
     xs = torch.linspace(-20, 20, 20_001, dtype=torch.float64)  # Gaussian tails, shifted by |a|
     mass = torch.trapezoid(torch.exp(pushforward_log_prob(xs, f.inverse, f.log_abs_det)), xs)
     assert abs(mass.item() - 1) < 1e-4
