@@ -21,7 +21,7 @@ PACKAGE = "course_utils"
 
 #: Third-party modules a function may import: optional, or heavy to import and
 #: needed by few functions. Everything else is imported at the top of its module.
-LAZY_ALLOWED = ("IPython", "sklearn", "matplotlib.ticker")
+LAZY_ALLOWED = ("IPython", "sklearn")
 
 
 def module_name(path: Path) -> str:
