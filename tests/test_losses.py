@@ -37,6 +37,8 @@ from course_utils.glow.recipes import Optimiser, Recipe, Schedule
 pytestmark = pytest.mark.usefixtures("rng")
 
 TINY = {"shape": (3, 28, 28), "levels": 2, "blocks": 1, "hidden": 8, "logit_alpha": 0.05}
+#: The shared tiny Glow (conftest) with these settings: 3 channels, normflows' own couplings.
+CONV = {"shape": (3, 28, 28), "net": "conv", "logit_alpha": 0.05}
 
 
 def digits(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -49,13 +51,9 @@ def digits(n: int, generator: torch.Generator) -> torch.Tensor:
 
 
 @pytest.fixture
-def model(rng: torch.Generator) -> Glow:
-    """A tiny 3-channel Glow, initialised on data and moved away from the identity."""
-    m = Glow(**TINY)
-    with torch.no_grad():
-        m.log_prob(dequantize(colourize(digits(8, rng))[0], rng))  # ActNorm's initialisation
-        perturb(m, 0.05)
-    return m
+def model(make_tiny_glow) -> Glow:
+    """A tiny 3-channel Glow (the shared one, with normflows' couplings), moved off the identity."""
+    return perturb(make_tiny_glow(**CONV), 0.05)
 
 
 @pytest.fixture
