@@ -23,7 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_utils.core.checks import check_float, check_int
+from course_utils.core.checks import (
+    check_float,
+    check_int,
+    check_uint8_images,
+    check_unit_images,
+)
 from course_utils.core.metrics import bits_per_dim
 from course_utils.glow.layers import (
     MaskedAffineCoupling,
@@ -62,28 +67,15 @@ def dequantize(images: Tensor | np.ndarray, generator: torch.Generator | None = 
         float32 ``(batch, C, H, W)`` in ``[0, 1)``.
 
     Raises:
-        ValueError: ``images`` is not ``uint8`` or has another number of axes.
+        ValueError: ``images`` is not ``uint8``, has another number of axes, or
+            is one image in ``(H, W, C)`` layout (see
+            :func:`course_utils.core.checks.check_uint8_images`).
 
     >>> u = dequantize(torch.full((2, 1, 2, 2), 255, dtype=torch.uint8))
     >>> bool((u >= 255 / 256).all() and (u < 1).all())
     True
     """
-    if isinstance(images, np.ndarray):
-        if images.dtype != np.uint8:
-            raise ValueError(f"images must be uint8 (0..255), got {images.dtype} (numpy)")
-        images = torch.from_numpy(np.ascontiguousarray(images))
-    if not isinstance(images, torch.Tensor):
-        raise ValueError(f"images must be a uint8 tensor (0..255), got {type(images).__name__}")
-    if images.dtype != torch.uint8:
-        raise ValueError(
-            f"images must be uint8 (0..255), got {str(images.dtype).removeprefix('torch.')}"
-        )
-    if images.ndim == 3:
-        images = images[:, None]
-    if images.ndim != 4:
-        raise ValueError(
-            f"images must have shape (batch, C, H, W) or (batch, H, W), got {tuple(images.shape)}"
-        )
+    images = check_uint8_images("images", images)
     noise = torch.rand(images.shape, generator=generator).to(images.device)
     return (images.float() + noise) / 256.0
 
@@ -401,31 +393,13 @@ class Glow(nn.Module):
 
     def check_input(self, x: Tensor, name: str = "x") -> None:
         """Raise a clear ``ValueError`` unless ``x`` is ``(batch, C, H, W)``, finite, in [0, 1]."""
-        want = self.config.shape
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != want:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(
-                f"{name} must have shape (batch, {', '.join(map(str, want))}), got {got}"
-            )
-        if not x.is_floating_point():
-            raise ValueError(
-                f"{name} must be a float tensor in [0, 1]; dequantize uint8 images first"
-            )
-        if len(x) == 0:
-            raise ValueError(f"{name} is an empty batch: give at least one image")
-        dtype = next(self.parameters()).dtype
-        if x.dtype != dtype:
-            raise ValueError(
-                f"{name} is {str(x.dtype).removeprefix('torch.')} but the model is "
-                f"{str(dtype).removeprefix('torch.')}; convert with x.to({dtype})"
-            )
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{name} contains NaN or inf values")
-        if x.min() < 0 or x.max() > 1:
-            raise ValueError(
-                f"{name} must lie in [0, 1] (dequantized pixels), got values in "
-                f"[{x.min().item():.3g}, {x.max().item():.3g}]"
-            )
+        check_unit_images(
+            name,
+            x,
+            shape=self.config.shape,
+            dtype=next(self.parameters()).dtype,
+            uint8_hint="dequantize uint8 images first (course_utils.glow.model.dequantize)",
+        )
 
     def _actnorms(self) -> list[nn.Module]:
         return [m for m in self.modules() if hasattr(m, "data_dep_init_done")]
@@ -526,14 +500,7 @@ class Glow(nn.Module):
             images: ``uint8`` images ``(batch, C, H, W)``.
             generator: seeds the dequantization noise.
         """
-        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
-            got = images.dtype if isinstance(images, torch.Tensor) else type(images).__name__
-            raise ValueError(f"images must be a uint8 tensor (0..255), got {got}")
-        if images.ndim != 4 or tuple(images.shape[1:]) != self.config.shape:
-            raise ValueError(
-                f"images must have shape (batch, {', '.join(map(str, self.config.shape))}), "
-                f"got {tuple(images.shape)}"
-            )
+        images = check_uint8_images("images", images, shape=self.config.shape, allow_hw=False)
         if self.dequantizer is None:
             return self.log_prob(dequantize(images, generator))
         u, log_q = self.dequantizer(images, generator)
