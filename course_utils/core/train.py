@@ -243,6 +243,10 @@ def train(
             model's parameters, or the checkpoint holds more than ``epochs``.
         CheckpointMismatchError: the checkpoint belongs to another run.
         CheckpointBusyError: another run is writing the checkpoint.
+
+    Under ``torchrun``, the checkpoint's checks and lock are rank 0's; a
+    refusal there is raised on every rank, with the same message, before any
+    of them trains (:func:`course_utils.core.distributed.decided_on_main`).
     """
     epochs = check_int("epochs", epochs, minimum=0)
     batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -284,20 +288,25 @@ def train(
             "training on several processes needs data as one tensor, which each process "
             "shards; got an iterable of batches"
         )
-    if checkpoint is None or not distributed.is_main():  # only rank 0 writes, and locks
+    if checkpoint is None:
         return _train(model, loss_fn, data, **settings)
-    if Path(checkpoint).is_dir():
-        raise ValueError(
-            f"checkpoint {checkpoint} is a directory; give a file path such as "
-            f"{Path(checkpoint) / 'run.pt'}"
-        )
-    with checkpoint_lock(checkpoint):
+
+    def writable() -> None:
+        if Path(checkpoint).is_dir():
+            raise ValueError(
+                f"checkpoint {checkpoint} is a directory; give a file path such as "
+                f"{Path(checkpoint) / 'run.pt'}"
+            )
         target = _real_path(checkpoint)
         if target.exists() and not os.access(target, os.W_OK):
             raise PermissionError(
                 f"cannot write the checkpoint {checkpoint}: the file is read-only; "
                 "make it writable or choose another path"
             )
+
+    # Only rank 0 writes, and locks; under torchrun every rank learns whether it could
+    # before any of them starts (a refusal would otherwise leave the others inside DDP).
+    with distributed.decided_on_main(lambda: checkpoint_lock(checkpoint), writable):
         return _train(model, loss_fn, data, **settings)
 
 
