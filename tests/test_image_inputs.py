@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from course_utils import inpaint as ip
+from course_utils.anomaly import compressed_bits_per_dim
 from course_utils.core.checks import check_uint8_images, check_unit_images
 from course_utils.core.metrics import masked_mse, masked_psnr
 from course_utils.glow.digits import DigitClassifier, probabilities, recognisable
@@ -166,6 +167,8 @@ def test_channels_last_images_are_not_read_as_a_batch_of_rows() -> None:
         dequantize(torch.zeros(5, 28, 28, 1, dtype=torch.uint8))
     with pytest.raises(ValueError, match="channels last"):
         recognisable(DigitClassifier(), torch.rand(28, 28, 1))
+    with pytest.raises(ValueError, match="channels last"):
+        compressed_bits_per_dim(one.numpy())
     assert dequantize(torch.zeros(5, 28, 28, dtype=torch.uint8)).shape == (5, 1, 28, 28)
     assert dequantize(torch.zeros(2, 1, 2, 2, dtype=torch.uint8)).shape == (2, 1, 2, 2)
     assert check_uint8_images("k", torch.zeros(2, 3, 28, 28, dtype=torch.uint8)).shape[1] == 3

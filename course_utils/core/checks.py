@@ -221,13 +221,12 @@ def check_uint8_images(
     """
     if type(x).__module__ == "numpy" and hasattr(x, "dtype"):
         if str(x.dtype) != "uint8":
-            raise ValueError(f"{name} must be uint8 (0..255), got {x.dtype} (numpy)")
+            raise ValueError(f"{name} must be uint8 images (0..255), got {x.dtype} (numpy)")
         x = torch.from_numpy(x.copy())
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a uint8 tensor (0..255), got {type(x).__name__}")
     if x.dtype != torch.uint8:
-        hint = "; images already in [0, 1] are dequantized" if x.is_floating_point() else ""
-        raise ValueError(f"{name} must be uint8 (0..255), got {_dtype_name(x.dtype)}{hint}")
+        raise ValueError(f"{name} must be uint8 images (0..255), got {_dtype_name(x.dtype)}")
     return _layout(name, x, shape, allow_hw)
 
 
