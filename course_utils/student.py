@@ -129,32 +129,17 @@ def stub_source(source: str, where: str = "cell") -> tuple[str, str | None]:
             f"{where}: solution markers in a cell whose first line is not '# EXERCISE NN.k' "
             f"(it is {lines[0]!r})"
         )
-    out: list[str] = []
-    opened: int | None = None  # line number of the open BEGIN
-    for number, line in enumerate(lines, start=1):
-        marker = line.strip()
-        if marker == BEGIN:
-            if opened is not None:
-                raise ValueError(
-                    f"{where}: {BEGIN!r} on line {number} inside the block of line {opened}"
-                )
-            indent = line[: len(line) - len(line.lstrip())]
-            if not indent:
-                raise ValueError(
-                    f"{where}: the solution block of line {number} is not inside a function "
-                    "body (a student copy would stop the lesson there)"
-                )
-            opened = number
-            out.append(f'{indent}raise NotImplementedError("exercise {exercise_id}")')
-        elif marker == END:
-            if opened is None:
-                raise ValueError(f"{where}: {END!r} on line {number} without a {BEGIN!r}")
-            opened = None
-        elif opened is None:
-            out.append(line)
-    if opened is not None:
-        raise ValueError(f"{where}: the {BEGIN!r} of line {opened} is never closed")
-    new = "\n".join(out)
+
+    def stub(line: str, number: int) -> str:
+        indent = line[: len(line) - len(line.lstrip())]
+        if not indent:
+            raise ValueError(
+                f"{where}: the solution block of line {number} is not inside a function "
+                "body (a student copy would stop the lesson there)"
+            )
+        return f'{indent}raise NotImplementedError("exercise {exercise_id}")'
+
+    new = _replace_blocks(lines, stub, where)
     try:  # IPython's magics and shell escapes are not Python: blank them for the parse
         ast.parse(re.sub(r"(?m)^\s*[%!].*$", "", new))
     except SyntaxError as error:
@@ -171,21 +156,30 @@ def stub_markdown(source: str, where: str = "cell") -> str:
     Raises:
         ValueError: the markers are unbalanced or nested.
 
-    >>> print(stub_markdown("Why?\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION"))
+    >>> print(stub_markdown("Why?\\n### BEGIN SOLUTION\\nBecause.\\n### END SOLUTION"))
     Why?
     *Your answer here.*
     """
+    return _replace_blocks(source.split("\n"), lambda line, number: ANSWER, where)
+
+
+def _replace_blocks(lines: list[str], stub, where: str) -> str:
+    """``lines`` with each block from :data:`BEGIN` to :data:`END` replaced by one line.
+
+    ``stub(begin_line, line_number)`` gives that line. Unbalanced or nested
+    markers raise a ValueError that names ``where`` and the line.
+    """
     out: list[str] = []
-    opened: int | None = None
-    for number, line in enumerate(source.split("\n"), start=1):
+    opened: int | None = None  # line number of the open BEGIN
+    for number, line in enumerate(lines, start=1):
         marker = line.strip()
         if marker == BEGIN:
             if opened is not None:
                 raise ValueError(
                     f"{where}: {BEGIN!r} on line {number} inside the block of line {opened}"
                 )
+            out.append(stub(line, number))
             opened = number
-            out.append(ANSWER)
         elif marker == END:
             if opened is None:
                 raise ValueError(f"{where}: {END!r} on line {number} without a {BEGIN!r}")
