@@ -30,6 +30,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from course_utils.core.checks import check_uint8_images
 from course_utils.core.metrics import bits_per_dim_each
 from course_utils.core.plots import PALETTE, figure_and_axes, finish_axes
 from course_utils.glow.model import BATCH_CHUNK, log_prob_in_batches
@@ -71,14 +72,8 @@ def _scores(name: str, values: ArrayLike) -> np.ndarray:
 
 def _uint8_images(name: str, images: torch.Tensor | np.ndarray) -> np.ndarray:
     """8-bit images ``(n, C, H, W)`` or ``(n, H, W)`` as a uint8 array ``(n, C*H*W)``."""
-    arr = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-    if arr.dtype != np.uint8:
-        raise ValueError(f"{name} must be uint8 images (0..255), got dtype {arr.dtype}")
-    if arr.ndim not in (3, 4) or arr.shape[0] == 0:
-        raise ValueError(
-            f"{name} must have shape (n, C, H, W) or (n, H, W) with n >= 1, got {arr.shape}"
-        )
-    return arr.reshape(len(arr), -1)
+    images = check_uint8_images(name, images)
+    return images.detach().cpu().numpy().reshape(len(images), -1)
 
 
 # ------------------------------------------------------------------- scores

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
     "BUILDERS",
     "PRETRAINED_DIR",
     "PretrainedError",
+    "REQUIRED",
     "load",
     "load_state",
     "manifest",
@@ -57,7 +59,8 @@ def manifest(name: str, folder: str | os.PathLike | None = None) -> dict[str, An
     """The manifest of a shipped model (a dict read from ``<name>.json``).
 
     Raises:
-        PretrainedError: there is no such model, or its manifest is unreadable.
+        PretrainedError: there is no such model, or its manifest is unreadable
+            or lacks a field of :data:`REQUIRED` (the message names it).
     """
     folder = Path(folder) if folder is not None else PRETRAINED_DIR
     path = folder / f"{name}.json"
@@ -67,10 +70,41 @@ def manifest(name: str, folder: str | os.PathLike | None = None) -> dict[str, An
             f"no pretrained model {name!r}: {path} does not exist; shipped models: "
             f"{', '.join(known) or 'none'} (in {folder})"
         )
+    fix = "restore it with `git checkout -- pretrained/` (the manifests are part of the course)"
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise PretrainedError(f"the manifest {path} is unreadable: {err}") from err
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise PretrainedError(f"the manifest {path} is unreadable: {err}; {fix}") from err
+    problems = _manifest_problems(info)
+    if problems:
+        raise PretrainedError(f"the manifest {path} is damaged: {'; '.join(problems)}; {fix}")
+    return info
+
+
+#: What every manifest must hold for :func:`load` to find and verify the weights.
+REQUIRED = {
+    "kind": "the kind of model (a key of BUILDERS)",
+    "file": "the weights' file name, beside the manifest",
+    "sha256": "the weights' sha256, 64 hex digits",
+}
+
+
+def _manifest_problems(info: Any) -> list[str]:
+    """What is wrong with a manifest's required fields (empty when nothing is)."""
+    if not isinstance(info, dict):
+        return [f"it holds a {type(info).__name__}, not a JSON object"]
+    out = []
+    for key, what in REQUIRED.items():
+        value = info.get(key)
+        if not isinstance(value, str) or not value:
+            got = "missing" if key not in info else f"{value!r}"
+            out.append(f"{key!r} is {got}, expected {what}")
+    name, digest = info.get("file"), info.get("sha256")
+    if isinstance(name, str) and name and (Path(name).name != name or name in (".", "..")):
+        out.append(f"'file' is {name!r}, expected a file name beside the manifest (no folder)")
+    if isinstance(digest, str) and digest and not re.fullmatch(r"[0-9a-f]{64}", digest):
+        out.append(f"'sha256' is {digest[:20]!r}, expected 64 lowercase hex digits")
+    return out
 
 
 def load_state(name: str, folder: str | os.PathLike | None = None) -> tuple[dict, dict]:
@@ -126,8 +160,14 @@ def load(name: str, folder: str | os.PathLike | None = None) -> nn.Module:
         raise PretrainedError(
             f"the manifest of {name!r} names an unknown kind {kind!r}; known: {sorted(BUILDERS)}"
         )
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise PretrainedError(
+            f"the weights file of {name!r} holds no model state (expected a dict with 'model'); "
+            "restore it with `git checkout -- pretrained/`"
+        )
+    extra = state.get("extra", {})
     try:
-        model = BUILDERS[kind](state.get("extra", {}))
+        model = BUILDERS[kind](extra if isinstance(extra, dict) else {})
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, ValueError) as err:
         raise PretrainedError(
@@ -142,16 +182,21 @@ def table(folder: str | os.PathLike | None = None) -> str:
     folder = Path(folder) if folder is not None else PRETRAINED_DIR
     rows = [f"{'name':22s} {'kind':17s} {'MB':>6s}  figures"]
     for path in sorted(folder.glob("*.json")):
-        info = json.loads(path.read_text())
+        try:  # one damaged manifest is a row that says so, not the end of the table
+            info = manifest(path.stem, folder)
+        except PretrainedError as err:
+            rows.append(f"{path.stem:22s} {'?':17s} {'':>6s}  {err}")
+            continue
         figures = {
             k: info[k]
             for k in ("test_accuracy", "test_bits_per_dim", "recognisable_share")
             if k in info
         }
         text = ", ".join(f"{k} {v}" for k, v in figures.items())
-        rows.append(
-            f"{path.stem:22s} {info.get('kind', '?'):17s} {info.get('bytes', 0) / 1e6:6.2f}  {text}"
-        )
+        size = info.get("bytes")
+        real = isinstance(size, (int, float)) and not isinstance(size, bool)
+        megabytes = f"{size / 1e6:.2f}" if real else "?"
+        rows.append(f"{path.stem:22s} {info['kind']:17s} {megabytes:>6s}  {text}")
     return "\n".join(rows)
 
 

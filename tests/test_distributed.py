@@ -17,14 +17,40 @@ from course_utils.glow.cli import main
 REPO = Path(__file__).resolve().parent.parent
 
 
-def torchrun(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+def torchrun(*args: str, timeout: float = 240, ok: bool = True) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run(
         [*cmd, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    if ok:
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
+
+
+def test_agreement_outside_a_group_is_the_error_itself() -> None:
+    distributed.agree(None)
+    with pytest.raises(KeyError, match="busy"):
+        distributed.agree(KeyError("busy"))
+    entered: list[str] = []
+
+    class Lock:
+        def __enter__(self):
+            entered.append("in")
+
+        def __exit__(self, *exc):
+            entered.append("out")
+
+    def refuse() -> None:
+        raise PermissionError("cannot write")
+
+    with pytest.raises(PermissionError, match="cannot write"):
+        with distributed.decided_on_main(Lock, refuse):
+            entered.append("body")
+    assert entered == []  # checked before the lock is taken: nothing to release
+    with distributed.decided_on_main(Lock):
+        entered.append("body")
+    assert entered == ["in", "body", "out"]
 
 
 def test_shard_takes_every_world_size_th_row(monkeypatch) -> None:
@@ -70,3 +96,16 @@ def test_glow_cli_under_torchrun_resumes_on_one_process(tmp_path: Path, shared_d
     resumed = load_checkpoint(ckpt)["history"]
     assert resumed["steps"] > first["steps"]
     assert resumed["step_loss"][: len(first["step_loss"])] == first["step_loss"]
+
+
+@pytest.mark.slow
+def test_a_refusal_on_rank_0_stops_every_rank_with_its_message(tmp_path: Path) -> None:
+    (tmp_path / "run.pt.lock").write_text(f"{os.getpid()}\n")  # a live writer holds the lock
+    done = torchrun("tests/ddp_refusal_probe.py", str(tmp_path), ok=False)
+    assert done.returncode != 0
+    said = {r: (tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)}
+    assert said[0] == said[1], said  # rank 1 was told rank 0's refusal, word for word
+    assert said[0].startswith("CheckpointBusyError: ") and "is being written by" in said[0]
+    output = done.stdout + done.stderr
+    assert "Connection closed" not in output and "DistributedDataParallel" not in output
+    assert not (tmp_path / "run.pt").exists()

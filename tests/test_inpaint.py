@@ -145,7 +145,7 @@ def test_baselines_check_the_training_pool(inpaint_problem):
     [
         (torch.rand(5, 1, 28, 28) * 255, r"train_images must lie in \[0, 1\], got values in"),
         (torch.rand(5, 1, 28, 28) - 0.5, r"train_images must lie in \[0, 1\]"),
-        (torch.full((5, 1, 28, 28), math.nan), "train_images contain NaN or inf"),
+        (torch.full((5, 1, 28, 28), math.nan), "train_images contains NaN or inf"),
     ],
 )
 def test_baselines_refuse_a_training_pool_outside_the_unit_interval(pool, match, inpaint_problem):

@@ -14,7 +14,7 @@ from course_utils.core.data import image_splits, load_mnist
 from course_utils.core.metrics import bits_per_dim
 from course_utils.glow.cli import main
 from course_utils.glow.model import Glow, GlowConfig, dequantize
-from course_utils.glow.recipes import Optimiser, Recipe, Schedule
+from course_utils.glow.recipes import COURSE, Optimiser, Recipe, Schedule
 from course_utils.glow.train import load_glow, train_glow
 
 TINY = {"levels": 2, "blocks": 1, "hidden": 8}
@@ -383,3 +383,73 @@ def test_a_spectral_glow_reloads_and_older_checkpoints_keep_their_config(tmp_pat
     assert "base" not in glow_checkpoint_state(Glow(**TINY))["config"]
     with pytest.raises(ValueError, match="base must be 'channel' or 'spectral'"):
         Glow(base="dct", **TINY)
+
+
+# ------------------------------------------- every configuration it accepts, it can run
+
+
+@pytest.mark.parametrize("net", ["conv", "gated"])
+@pytest.mark.parametrize("logit", [None, 0.05])
+def test_every_coupling_network_has_a_density_with_or_without_a_logit(
+    rng: torch.Generator, net: str, logit: float | None
+) -> None:
+    model = Glow(levels=2, blocks=1, hidden=8, net=net, net_layers=1, logit_alpha=logit)
+    x = torch.rand(4, 1, 28, 28, generator=rng) * 0.98 + 0.01
+    log_p = model.log_prob(x)
+    assert log_p.shape == (4,) and torch.isfinite(log_p).all()
+    # Oracle: the change of variables term by term, the Jacobian's log-det plus the base's.
+    z, log_det = model.flow.inverse_and_log_det(x)
+    base = sum(q.log_prob(zi) for q, zi in zip(model.flow.q0, z, strict=True))
+    torch.testing.assert_close(log_p, log_det + base, rtol=1e-5, atol=1e-3)
+
+
+def test_the_course_recipe_without_a_logit_trains(tmp_path, shared_data) -> None:
+    recipe = COURSE.replace(
+        logit_alpha=None, blocks=1, hidden=8, full_res=0, dequantizer=0, net_layers=1
+    )
+    _, history = train_glow(
+        "mnist",
+        minutes=0.01,
+        recipe=recipe,
+        checkpoint=tmp_path / "x.pt",
+        eval_images=8,
+        steps_per_epoch=1,
+        device="cpu",
+    )
+    assert history.steps >= 1 and all(math.isfinite(v) for v in history.eval)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "match"),
+    [
+        ("logit_alpha", 0.6, r"logit_alpha must lie in \(0, 0.5\)"),
+        ("logit_alpha", 0.5, r"logit_alpha must lie in \(0, 0.5\)"),
+        ("logit_alpha", -0.1, r"logit_alpha must lie in \(0, 0.5\)"),
+        ("logit_alpha", 0, r"logit_alpha must lie in \(0, 0.5\)"),
+        ("logit_alpha", float("nan"), "logit_alpha must be a finite number"),
+        ("full_res", -1, "full_res must be an integer >= 0"),
+        ("dequantizer", -2, "dequantizer must be an integer >= 0"),
+        ("levels", 0, "levels must be an integer >= 1"),
+        ("net_layers", 0, "net_layers must be an integer >= 1"),
+        ("full_res_hidden", 2.5, "full_res_hidden must be an integer"),
+        ("blocks", (1, 0), "blocks must be a positive int"),
+        ("shape", (1, 28), r"shape must be \(C, H, W\)"),
+    ],
+)
+def test_impossible_configurations_are_refused_where_they_are_written(
+    setting: str, value: object, match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        Glow(**{**TINY, setting: value})
+    with pytest.raises(ValueError, match=match):
+        COURSE.replace(**{setting: value})
+
+
+def test_a_logit_at_the_edges_of_its_range_keeps_every_pixel_finite() -> None:
+    x = torch.zeros(2, 1, 28, 28)
+    x[1] = 1.0
+    for alpha in (1e-6, 0.49):
+        model = Glow(levels=2, blocks=1, hidden=8, logit_alpha=alpha)
+        with torch.no_grad():
+            model.initialize(torch.rand(8, 1, 28, 28))
+            assert torch.isfinite(model.log_prob(x)).all()

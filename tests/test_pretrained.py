@@ -144,3 +144,64 @@ def test_each_shipped_run_file_resumes_with_its_manifests_command(name: str) -> 
         scheduler=scheduler,
         extra=run_identity(model, dataset, recipe),
     )
+
+
+# ------------------------------------------------ a damaged manifest is named, not a KeyError
+
+
+@pytest.fixture
+def classifier_only(tmp_path: Path) -> Path:
+    """A folder holding only the digit classifier's two files, free to damage."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for suffix in (".pt", ".json"):
+        name = f"digit-classifier{suffix}"
+        shutil.copy(pretrained.PRETRAINED_DIR / name, folder / name)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (lambda info: info.pop("sha256"), r"'sha256' is missing, expected the weights' sha256"),
+        (lambda info: info.pop("file"), r"'file' is missing, expected the weights' file name"),
+        (lambda info: info.pop("kind"), r"'kind' is missing"),
+        (lambda info: info.update(sha256="abc"), r"'sha256' is 'abc', expected 64 lowercase"),
+        (lambda info: info.update(file="../x.pt"), r"'file' is '../x.pt', expected a file name"),
+        (lambda info: info.update(file=3), r"'file' is 3"),
+    ],
+)
+def test_a_damaged_manifest_names_what_is_wrong(classifier_only: Path, damage, match) -> None:
+    path = classifier_only / "digit-classifier.json"
+    info = json.loads(path.read_text())
+    damage(info)
+    path.write_text(json.dumps(info))
+    with pytest.raises(
+        PretrainedError, match=rf"manifest .*digit-classifier.json is damaged: {match}"
+    ):
+        load("digit-classifier", classifier_only)
+    row = pretrained.table(classifier_only).splitlines()[1]
+    assert row.startswith("digit-classifier") and "damaged" in row
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", "", "\xff\xfe"])
+def test_an_unreadable_manifest_is_one_row_of_the_list_not_a_crash(
+    classifier_only: Path, text: str, capsys
+) -> None:
+    (classifier_only / "broken.json").write_bytes(text.encode("latin-1"))
+    with pytest.raises(PretrainedError, match=r"broken.json is (unreadable|damaged)"):
+        manifest("broken", classifier_only)
+    rows = pretrained.table(classifier_only).splitlines()
+    assert rows[1].startswith("broken") and "git checkout" in rows[1]
+    assert rows[2].startswith("digit-classifier") and "test_accuracy" in rows[2]
+    assert isinstance(load("digit-classifier", classifier_only), DigitClassifier)
+
+
+def test_weights_without_a_model_state_are_named(classifier_only: Path) -> None:
+    weights = classifier_only / "digit-classifier.pt"
+    torch.save({"extra": {}}, weights)
+    info = json.loads((classifier_only / "digit-classifier.json").read_text())
+    info["sha256"] = sha256sum(weights)
+    (classifier_only / "digit-classifier.json").write_text(json.dumps(info))
+    with pytest.raises(PretrainedError, match="holds no model state"):
+        load("digit-classifier", classifier_only)

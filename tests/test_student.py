@@ -26,6 +26,8 @@ def test_committed_student_notebooks_are_what_the_command_writes() -> None:
     stale = student.generate(check=True)
     assert not stale, f"student/ is stale ({stale}): run `make student`"
     assert sorted(p.name for p in (ROOT / "student").glob("*.ipynb")) == [p.name for p in LESSONS]
+    # The record of what the command wrote is committed with the copies, and matches them.
+    assert (ROOT / "student" / student.RECORD).is_file()
 
 
 def _solution_lines(source: str) -> tuple[set[str], set[str]]:
@@ -208,14 +210,130 @@ def test_generate_removes_stale_copies_and_check_reports(tmp_path: Path, capsys)
     lesson = _lesson(tmp_path)
     out = tmp_path / "student"
     out.mkdir()
-    (out / "98_gone.ipynb").write_text("{}", encoding="utf-8")
+    (out / "98_other.ipynb").write_text("{}", encoding="utf-8")  # not the command's: left alone
     assert student.main(["--check", "--notebooks", str(lesson.parent), "--out", str(out)]) == 1
-    assert "stale (99_tiny.ipynb, 98_gone.ipynb)" in capsys.readouterr().out
-    assert student.generate(lesson.parent, out) == ["99_tiny.ipynb", "98_gone.ipynb"]
-    assert [p.name for p in out.iterdir()] == ["99_tiny.ipynb"]
+    assert "stale (99_tiny.ipynb, .generated.json)" in capsys.readouterr().out
+    assert student.generate(lesson.parent, out) == ["99_tiny.ipynb"]
     first = (out / "99_tiny.ipynb").read_bytes()
     assert student.generate(lesson.parent, out) == []
     assert (out / "99_tiny.ipynb").read_bytes() == first
+    # The lesson is renamed: the command's own copy of the old name goes, the other file stays.
+    lesson.rename(lesson.with_name("97_tiny.ipynb"))
+    assert student.generate(lesson.parent, out) == ["97_tiny.ipynb", "99_tiny.ipynb"]
+    assert sorted(p.name for p in out.glob("*.ipynb")) == ["97_tiny.ipynb", "98_other.ipynb"]
+    assert (out / "98_other.ipynb").read_text(encoding="utf-8") == "{}"
+
+
+# ------------------------------------------------- a learner's work is never lost
+
+
+def _solve(copy: Path) -> bytes:
+    """Do what a learner does: write the exercise's code in the copy and save it."""
+    nb = nbformat.read(copy, as_version=4)
+    cell = next(c for c in nb.cells if c.source.startswith("# EXERCISE"))
+    cell.source = cell.source.replace('raise NotImplementedError("exercise 99.1")', "return x * x")
+    nbformat.write(nb, copy)
+    return copy.read_bytes()
+
+
+def test_regenerating_keeps_a_copy_a_learner_changed(tmp_path: Path, capsys) -> None:
+    lesson = _lesson(tmp_path)
+    out = tmp_path / "student"
+    args = ["--notebooks", str(lesson.parent), "--out", str(out)]
+    assert student.main(args) == 0
+    work = _solve(out / lesson.name)
+    # The lesson changes upstream, and `make student` runs again: the work stays, it says so.
+    nb = nbformat.read(lesson, as_version=4)
+    nb.cells[0].source += "\n\nA new paragraph."
+    nbformat.write(nb, lesson)
+    assert student.main(args) == 1
+    message = capsys.readouterr().err
+    assert str(out / lesson.name) in message and "--force" in message
+    assert (out / lesson.name).read_bytes() == work
+    with pytest.raises(student.StudentWorkKept):
+        student.generate(lesson.parent, out)
+    assert student.generate(lesson.parent, out, check=True) == [lesson.name]
+    assert (out / lesson.name).read_bytes() == work
+    # --force writes the new copy and keeps the learner's beside it.
+    assert student.main([*args, "--force"]) == 0
+    assert (out / "99_tiny.yours.ipynb").read_bytes() == work
+    assert "A new paragraph." in (out / lesson.name).read_text(encoding="utf-8")
+    assert student.generate(lesson.parent, out, check=True) == []
+    # Solved again and forced again: the first kept copy is not overwritten either.
+    second = _solve(out / lesson.name)
+    assert student.main([*args, "--force"]) == 0
+    assert (out / "99_tiny.yours.ipynb").read_bytes() == work
+    assert (out / "99_tiny.yours-2.ipynb").read_bytes() == second
+
+
+def test_a_changed_copy_of_a_removed_lesson_is_kept(tmp_path: Path) -> None:
+    lesson = _lesson(tmp_path)
+    out = tmp_path / "student"
+    student.generate(lesson.parent, out)
+    work = _solve(out / lesson.name)
+    other = lesson.with_name("97_other.ipynb")
+    lesson.rename(other)
+    with pytest.raises(student.StudentWorkKept, match="99_tiny.ipynb"):
+        student.generate(other.parent, out)
+    assert (out / "99_tiny.ipynb").read_bytes() == work
+    assert (out / "97_other.ipynb").is_file()
+
+
+@pytest.mark.parametrize("folder", ["notebook", "empty", "missing/deeper"])
+def test_a_missing_or_empty_lesson_folder_is_refused_and_nothing_changes(
+    tmp_path: Path, folder: str, capsys
+) -> None:
+    lesson = _lesson(tmp_path)
+    out = tmp_path / "student"
+    student.generate(lesson.parent, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notebook").mkdir()
+    (tmp_path / "notebook" / "README.md").write_text("not a lesson", encoding="utf-8")
+    bad = tmp_path / folder
+    assert student.main(["--notebooks", str(bad), "--out", str(out)]) == 2
+    assert str(bad) in capsys.readouterr().err
+    with pytest.raises(ValueError, match="nothing was written or removed"):
+        student.generate(bad, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_the_lesson_folder_is_never_the_output(tmp_path: Path) -> None:
+    lesson = _lesson(tmp_path)
+    before = lesson.read_bytes()
+    with pytest.raises(ValueError, match="is the lesson folder"):
+        student.generate(lesson.parent, lesson.parent / ".")
+    assert lesson.read_bytes() == before
+
+
+def test_a_lesson_that_is_not_a_notebook_is_named(tmp_path: Path) -> None:
+    lesson = _lesson(tmp_path)
+    broken = lesson.with_name("98_broken.ipynb")
+    broken.write_text("this is not JSON", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"98_broken\.ipynb is not a notebook"):
+        student.generate(lesson.parent, tmp_path / "student")
+    assert not (tmp_path / "student").exists()  # every lesson is read before anything is written
+
+
+def test_solution_blocks_in_markdown_cells_become_a_request_for_the_answer(
+    tmp_path: Path,
+) -> None:
+    lesson = _lesson(tmp_path)
+    nb = nbformat.read(lesson, as_version=4)
+    nb.cells.insert(
+        3,
+        nbformat.v4.new_markdown_cell(
+            "**Question.** Why square?\n### BEGIN SOLUTION\nBecause areas scale so.\n"
+            "### END SOLUTION\nThen carry on."
+        ),
+    )
+    copy = student.student_notebook(nb, "99_tiny")
+    text = "\n".join(c.source for c in copy.cells)
+    assert "Because areas scale so." not in text and BEGIN not in text
+    assert f"Why square?\n{student.ANSWER}\nThen carry on." in text
+    nb.cells[3].source = "### BEGIN SOLUTION\nnever closed"
+    with pytest.raises(ValueError, match="99_tiny, cell 3: .* never closed"):
+        student.student_notebook(nb, "99_tiny")
 
 
 def test_repeated_exercise_ids_in_one_notebook_are_refused(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 import stat
 import subprocess
@@ -762,3 +763,72 @@ def test_a_checkpoint_below_a_file_fails_before_training(
             checkpoint=tmp_path / "plain" / "x.pt",
         )
     assert calls == []
+
+
+# ------------------------------------------ states that cannot be right are refused
+
+
+def test_an_optimizer_of_other_parameters_is_refused(points: torch.Tensor) -> None:
+    calls: list[int] = []
+    other = torch.optim.Adam(small_flow(1).parameters(), lr=1e-2)
+    with pytest.raises(ValueError, match="optimizer \\(Adam\\) updates none of the model's"):
+        fit(small_flow(), points, optimizer=other, loss_fn=_counting_loss(calls))
+    frozen = small_flow()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="updates none of the model's trainable parameters"):
+        fit(frozen, points, optimizer=torch.optim.Adam(frozen.parameters()))
+    assert calls == []
+    # An optimizer over part of the model (fine-tuning some layers) is fine.
+    model = small_flow()
+    first = next(model.parameters())
+    assert fit(model, points, optimizer=torch.optim.SGD([first], lr=1e-3)).steps > 0
+
+
+def test_a_resume_that_would_train_less_than_the_checkpoint_is_refused(
+    points: torch.Tensor, tmp_path: Path
+) -> None:
+    path = tmp_path / "run.pt"
+    fit(small_flow(), points, epochs=3, checkpoint=path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=r"epochs=1, but the checkpoint .* already holds 3"):
+        fit(small_flow(), points, epochs=1, checkpoint=path)
+    assert path.read_bytes() == before
+    assert fit(small_flow(), points, epochs=3, checkpoint=path).steps == 3 * STEPS_PER_EPOCH
+
+
+def test_a_resume_on_other_data_or_batch_size_is_refused(
+    points: torch.Tensor, tmp_path: Path
+) -> None:
+    path = tmp_path / "run.pt"
+    fit(small_flow(), points, epochs=1, checkpoint=path)
+    before = path.read_bytes()
+    calls: list[int] = []
+    with pytest.raises(CheckpointMismatchError, match=r"data: saved 64 × 2 float32") as info:
+        fit(small_flow(), points + 1, epochs=2, checkpoint=path, loss_fn=_counting_loss(calls))
+    assert "here 64 × 2 float32" in str(info.value)
+    with pytest.raises(CheckpointMismatchError, match="batch_size: saved 16, here 8"):
+        fit(small_flow(), points, epochs=2, checkpoint=path, batch_size=8)
+    assert calls == [] and path.read_bytes() == before
+    assert fit(small_flow(), points.clone(), epochs=2, checkpoint=path).steps > STEPS_PER_EPOCH
+
+
+def test_a_weights_only_file_is_not_resumed_as_a_run(points: torch.Tensor, tmp_path: Path) -> None:
+    model = small_flow()
+    path = save_checkpoint(tmp_path / "weights.pt", {"model": model.state_dict(), "extra": {}})
+    scheduler_model = small_flow()
+    optimizer = torch.optim.Adam(scheduler_model.parameters())
+    with pytest.raises(CheckpointMismatchError, match="holds no optimizer state"):
+        fit(
+            scheduler_model,
+            points,
+            checkpoint=path,
+            optimizer=optimizer,
+            scheduler=torch.optim.lr_scheduler.StepLR(optimizer, 1),
+        )
+
+
+def test_an_evaluation_that_returns_nan_is_recorded_with_a_warning(points: torch.Tensor) -> None:
+    with pytest.warns(RuntimeWarning, match=r"eval_fn returned nan after epoch 1"):
+        history = fit(small_flow(), points, epochs=1, eval_fn=lambda m: float("nan"))
+    assert math.isnan(history.eval[0])

@@ -288,19 +288,29 @@ def _examples(names: list[str], n: int = 3) -> str:
     return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
+def _describe_run(value: Any) -> str:
+    """A fingerprint of data (see :func:`course_utils.core.train.train`) or a plain value."""
+    if isinstance(value, dict) and {"shape", "dtype", "digest"} <= value.keys():
+        shape = " × ".join(str(v) for v in value["shape"])
+        return f"{shape} {value['dtype']} (digest {value['digest'][:12]})"
+    return _shorten(value)
+
+
 def checkpoint_differences(
     state: dict[str, Any],
     model: nn.Module | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
     extra: dict[str, Any] | None = None,
+    run: dict[str, Any] | None = None,
 ) -> list[str]:
     """What keeps ``state`` from resuming into this run, one short line per difference.
 
     Compared, where given: the ``extra`` metadata both sides have (e.g. the
-    dataset, the recipe, the model's configuration), the model's parameter
-    names and shapes, the optimizer's type and, with an optimizer, the
-    scheduler's.
+    dataset, the recipe, the model's configuration), what the training loop
+    records of the run itself (``run``: the data's fingerprint and the batch
+    size, where the checkpoint has them), the model's parameter names and
+    shapes, the optimizer's type and, with an optimizer, the scheduler's.
 
     Returns:
         An empty list when the checkpoint fits.
@@ -311,6 +321,11 @@ def checkpoint_differences(
         for key, value in checkpoint_safe(extra, "extra_state").items():
             if key in saved and not _same(saved[key], value):
                 out.append(f"{key}: saved {_shorten(saved[key])}, here {_shorten(value)}")
+    if run:
+        saved = state.get("run", {})
+        for key, value in checkpoint_safe(run, "run").items():
+            if key in saved and not _same(saved[key], value):
+                out.append(f"{key}: saved {_describe_run(saved[key])}, here {_describe_run(value)}")
     if model is not None:
         if "model" not in state:
             return [*out, "model: the checkpoint holds no model state"]

@@ -14,11 +14,19 @@ step, so a step of W processes sees W × ``batch_size`` images. Rank 0 alone
 evaluates, writes checkpoints and prints; the others receive its evaluation.
 A checkpoint holds no trace of the number of processes, so a run resumes
 under any number of them.
+
+What only rank 0 can decide (whether the checkpoint's lock is free and its
+folder writable) is decided there and told to every rank before any of them
+does work together (:func:`decided_on_main`): a refusal stops every process
+with the same message, instead of leaving the others to die inside
+``DistributedDataParallel`` when rank 0 goes away.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 
 import torch
 import torch.distributed as dist
@@ -30,6 +38,9 @@ __all__ = [
     "launched",
     "setup",
     "teardown",
+    "RankRefusal",
+    "agree",
+    "decided_on_main",
     "any_rank",
     "mean_over_ranks",
     "from_main",
@@ -85,6 +96,73 @@ def teardown() -> None:
     """Leave the process group, if this process is in one."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+class RankRefusal(RuntimeError):
+    """What a rank raises when rank 0 refused and its error cannot be rebuilt as such."""
+
+
+def _rebuild(kind: type, message: str) -> BaseException:
+    """Rank 0's error as this rank raises it: the same type and message where possible."""
+    try:
+        error = kind(message)
+        if isinstance(error, Exception) and str(error) == message:
+            return error
+    except Exception:  # a type whose constructor wants other arguments
+        pass
+    return RankRefusal(f"{kind.__name__} on rank 0: {message}")
+
+
+def agree(error: BaseException | None) -> None:
+    """Raise, on every rank, the error rank 0 had (None: carry on), from rank 0's decision.
+
+    Every rank must call it at the same point. Outside a process group it
+    raises ``error`` itself, if any. In a group, rank 0's ``error`` (its type
+    and message) is broadcast: rank 0 raises its own, the others the same
+    type with the same message (:class:`RankRefusal` if that type cannot be
+    rebuilt from a message). What the other ranks pass is ignored.
+    """
+    if world()[1] == 1:
+        if error is not None:
+            raise error
+        return
+    payload = [None if error is None else (type(error), str(error))]
+    if not is_main():
+        payload = [None]
+    dist.broadcast_object_list(payload, src=0)
+    if payload[0] is None:
+        return
+    if is_main():
+        raise error
+    kind, message = payload[0]
+    raise _rebuild(kind, message) from None
+
+
+@contextmanager
+def decided_on_main(
+    enter: Callable[[], AbstractContextManager] | None = None,
+    check: Callable[[], None] | None = None,
+) -> Iterator[None]:
+    """Run ``check()``, then enter ``enter()``, on rank 0 alone; every rank learns the outcome.
+
+    For what only the writer may do or know: take the checkpoint's lock
+    (held by rank 0 until the block ends), check that its folder is writable.
+    If either raises on rank 0, every rank raises it (:func:`agree`) before
+    the block starts, so no rank goes on into work the others will not do.
+    Outside a process group it is simply ``check()`` then ``enter()``.
+    """
+    with ExitStack() as stack:
+        error = None
+        if is_main():
+            try:
+                if check is not None:
+                    check()
+                if enter is not None:
+                    stack.enter_context(enter())
+            except Exception as err:  # told to every rank, then raised
+                error = err
+        agree(error)
+        yield
 
 
 def any_rank(flag: bool, device: torch.device) -> bool:

@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from course_utils.core.checks import check_int
+from course_utils.core.checks import check_int, check_mask, check_unit_images
 
 __all__ = [
     "nll",
@@ -100,30 +100,43 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
     """Mean squared error per image over the masked pixels only.
 
     Args:
-        pred, target: ``(batch, C, H, W)`` in ``[0, 1]``.
-        mask: bool, same shape (or broadcastable), ``True`` on the pixels to score
-            (the hole of an inpainting problem).
+        pred, target: ``(batch, C, H, W)`` in ``[0, 1]``, finite (the checks of
+            :func:`course_utils.core.checks.check_unit_images`).
+        mask: bool or 0/1, same shape (or broadcastable), ``True`` on the pixels
+            to score (the hole of an inpainting problem); a soft mask is refused.
 
     Returns:
         ``(batch,)`` MSE of each image's masked pixels.
+
+    Raises:
+        ValueError: shapes differ, an image lies outside ``[0, 1]`` (0..255, or
+            [−1, 1]) or holds NaN, the batch is empty, the mask is not 0/1 or
+            scores no pixel of some image.
 
     >>> masked_mse(torch.ones(1, 1, 1, 2), torch.tensor([[[[0.0, 1.0]]]]),
     ...            torch.tensor([[[[True, False]]]])).tolist()
     [1.0]
     """
-    if pred.shape != target.shape or pred.ndim < 2:
+    if not (isinstance(pred, torch.Tensor) and isinstance(target, torch.Tensor)):
         raise ValueError(
-            f"pred and target must have the same shape (batch, ...), got "
+            f"pred and target must be tensors, got {type(pred).__name__} and "
+            f"{type(target).__name__}"
+        )
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"pred and target must have the same shape (batch, C, H, W), got "
             f"{tuple(pred.shape)} and {tuple(target.shape)}"
         )
-    if mask.shape != pred.shape:
-        try:
+    # Both in the unit of the course's images: a PSNR of 0..255 values against
+    # [0, 1] ones (or of two [-1, 1] images, peak 1) is a number about nothing.
+    check_unit_images("pred", pred)
+    check_unit_images("target", target)
+    if isinstance(mask, torch.Tensor) and mask.shape != pred.shape:
+        try:  # one mask for the whole batch, or a one-channel mask
             mask = mask.expand(pred.shape)
         except RuntimeError:
-            raise ValueError(
-                f"mask must have the images' shape {tuple(pred.shape)}, got {tuple(mask.shape)}"
-            ) from None
-    m = mask.to(torch.bool).flatten(1)
+            pass  # check_mask names the shapes
+    m = check_mask(mask, pred.shape, one="scored").flatten(1)
     if (m.sum(1) == 0).any():
         raise ValueError("mask is empty for some image: nothing to measure")
     sq = (pred.detach().float() - target.detach().float()).flatten(1) ** 2

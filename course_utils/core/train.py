@@ -9,6 +9,7 @@ budget and the choice of device.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
 import sys
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 
 from course_utils.core import distributed
 from course_utils.core.checkpoints import (
+    CheckpointMismatchError,
     _keep_previous,
     _real_path,
     check_checkpoint,
@@ -184,9 +186,11 @@ def train(
             ``lambda m, x: m.forward_kld(x)`` (normflows) or ``-m.log_prob(x).mean()``.
         data: a tensor ``(N, ...)`` (shuffled into batches of ``batch_size``
             each epoch) or any re-iterable of batches, e.g. a DataLoader.
-        epochs: passes over ``data`` (in total, counting resumed ones), >= 0.
+        epochs: passes over ``data`` (in total, counting resumed ones), >= 0; a
+            checkpoint that already holds more epochs is refused, not returned.
         batch_size: mini-batch size when ``data`` is a tensor, >= 1.
-        optimizer: defaults to Adam with learning rate ``lr``.
+        optimizer: defaults to Adam with learning rate ``lr``; one that updates
+            none of the model's trainable parameters is refused.
         lr: learning rate of the default optimizer.
         scheduler: optional LR scheduler, stepped after every optimisation step.
         device: ``"auto" | "cpu" | "cuda" | "mps"``.
@@ -195,7 +199,8 @@ def train(
             step); time spent in ``eval_fn``, saving and ``on_epoch_end`` does
             not count, and ``History.seconds`` records training time only.
         eval_fn: called with the model in eval mode after each epoch; its value
-            is recorded in ``History.eval`` (e.g. a held-out NLL).
+            is recorded in ``History.eval`` (e.g. a held-out NLL), with a
+            warning when it is NaN or infinite.
         checkpoint: file to save to after each epoch (atomically) and, if
             ``resume`` and it exists, to resume from. It holds the model, the
             optimizer, the scheduler, the history and the batch-order generator,
@@ -206,7 +211,10 @@ def train(
         resume: whether to continue from ``checkpoint`` when it exists. A
             checkpoint of another run (other ``extra_state`` values such as the
             dataset, another architecture or optimizer) is refused with the
-            list of differences. With ``resume=False`` an existing checkpoint
+            list of differences; so is one of other tensor ``data`` or another
+            ``batch_size`` (the checkpoint records their fingerprint), and a
+            file without optimizer state (a shipped model's weights). With
+            ``resume=False`` an existing checkpoint
             is kept: it is renamed to the first free ``<name>.N<suffix>``
             (``run.pt`` -> ``run.1.pt``) when the new run first saves, with a
             warning that says so.
@@ -231,9 +239,14 @@ def train(
     Raises:
         ValueError: a setting is out of range, ``data`` is empty or of another
             float dtype than the model, ``loss_fn`` returns no scalar, or the
-            checkpoint path is a directory.
+            checkpoint path is a directory, ``optimizer`` updates none of the
+            model's parameters, or the checkpoint holds more than ``epochs``.
         CheckpointMismatchError: the checkpoint belongs to another run.
         CheckpointBusyError: another run is writing the checkpoint.
+
+    Under ``torchrun``, the checkpoint's checks and lock are rank 0's; a
+    refusal there is raised on every rank, with the same message, before any
+    of them trains (:func:`course_utils.core.distributed.decided_on_main`).
     """
     epochs = check_int("epochs", epochs, minimum=0)
     batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -268,26 +281,67 @@ def train(
         steps_per_epoch=steps_per_epoch,
         on_epoch_end=on_epoch_end,
     )
+    if optimizer is not None:
+        _check_optimizer(optimizer, model)
     if distributed.world()[1] > 1 and not isinstance(data, torch.Tensor):
         raise ValueError(
             "training on several processes needs data as one tensor, which each process "
             "shards; got an iterable of batches"
         )
-    if checkpoint is None or not distributed.is_main():  # only rank 0 writes, and locks
+    if checkpoint is None:
         return _train(model, loss_fn, data, **settings)
-    if Path(checkpoint).is_dir():
-        raise ValueError(
-            f"checkpoint {checkpoint} is a directory; give a file path such as "
-            f"{Path(checkpoint) / 'run.pt'}"
-        )
-    with checkpoint_lock(checkpoint):
+
+    def writable() -> None:
+        if Path(checkpoint).is_dir():
+            raise ValueError(
+                f"checkpoint {checkpoint} is a directory; give a file path such as "
+                f"{Path(checkpoint) / 'run.pt'}"
+            )
         target = _real_path(checkpoint)
         if target.exists() and not os.access(target, os.W_OK):
             raise PermissionError(
                 f"cannot write the checkpoint {checkpoint}: the file is read-only; "
                 "make it writable or choose another path"
             )
+
+    # Only rank 0 writes, and locks; under torchrun every rank learns whether it could
+    # before any of them starts (a refusal would otherwise leave the others inside DDP).
+    with distributed.decided_on_main(lambda: checkpoint_lock(checkpoint), writable):
         return _train(model, loss_fn, data, **settings)
+
+
+def _check_optimizer(optimizer: Any, model: nn.Module) -> None:
+    """Refuse an optimizer that would update none of ``model``'s trainable parameters."""
+    groups = getattr(optimizer, "param_groups", None)
+    if not isinstance(groups, list):
+        raise ValueError(f"optimizer must be a torch optimizer, got {type(optimizer).__name__}")
+    mine = {id(p) for p in model.parameters() if p.requires_grad}
+    if not any(id(p) in mine for group in groups for p in group["params"]):
+        raise ValueError(
+            f"optimizer ({type(optimizer).__name__}) updates none of the model's trainable "
+            "parameters, so training would change nothing: was it built for another model? "
+            "Build it from this one, e.g. torch.optim.Adam(model.parameters(), lr=1e-3)"
+        )
+
+
+def _fingerprint(data: Any, batch_size: int) -> dict[str, Any]:
+    """What a checkpoint records of the run's data and batch size, to refuse another on resume.
+
+    Only for tensor data (an iterable of batches cannot be read twice to be
+    hashed): its shape, dtype and a digest of its bytes.
+    """
+    if not isinstance(data, torch.Tensor):
+        return {}
+    raw = data.detach().cpu().contiguous().flatten().view(torch.uint8).numpy()
+    digest = hashlib.blake2b(raw.data, digest_size=16).hexdigest()
+    return {
+        "data": {
+            "shape": list(data.shape),
+            "dtype": str(data.dtype).removeprefix("torch."),
+            "digest": digest,
+        },
+        "batch_size": batch_size,
+    }
 
 
 def _check_dtype(batch: Any, model: nn.Module, name: str) -> None:
@@ -346,8 +400,15 @@ def _train(
     generator = torch.Generator().manual_seed(seed)
     start_epoch = 0
     keep_previous = checkpoint is not None and not resume and Path(checkpoint).is_file()
+    run = _fingerprint(data, batch_size) if checkpoint is not None else {}
     if checkpoint is not None and resume and Path(checkpoint).is_file():
         state = load_checkpoint(checkpoint, map_location=dev)
+        if "optimizer" not in state or "history" not in state:
+            raise CheckpointMismatchError(
+                f"{checkpoint} holds no optimizer state or history (a model's weights only, "
+                "such as a shipped model): it cannot be resumed. Load it as a model instead, "
+                "or give this run another checkpoint path"
+            )
         check_checkpoint(
             checkpoint,
             state,
@@ -355,6 +416,7 @@ def _train(
             optimizer=optimizer,
             scheduler=scheduler,
             extra=extra_state,
+            run=run,
         )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -362,6 +424,13 @@ def _train(
             scheduler.load_state_dict(state["scheduler"])
         history = History.from_state_dict(state["history"])
         start_epoch = len(history.epoch_loss)
+        if start_epoch > epochs:
+            raise ValueError(
+                f"epochs={epochs}, but the checkpoint {checkpoint} already holds "
+                f"{start_epoch} epochs: resuming cannot train less than it has. Ask for "
+                f"epochs >= {start_epoch} to continue it, or start over with resume=False "
+                "(the old file is kept aside)"
+            )
         if "generator" in state:  # the batch order continues as if never interrupted
             generator.set_state(state["generator"].cpu())
         else:  # a checkpoint from before the generator was saved
@@ -395,6 +464,7 @@ def _train(
             "scheduler_type": type(scheduler).__name__ if scheduler is not None else None,
             "history": history.state_dict(),
             "extra": extra_state,
+            "run": run,
             "generator": generator.get_state(),
         }
         if scheduler is not None:
@@ -495,7 +565,15 @@ def _train(
                 model.eval()
                 with torch.no_grad():
                     value = float(eval_fn(model))
-            history.eval.append(distributed.from_main(value, dev))
+            value = distributed.from_main(value, dev)
+            if not math.isfinite(value) and distributed.is_main():
+                warnings.warn(
+                    f"eval_fn returned {value} after epoch {epoch + 1} (step {history.steps}): "
+                    "the model or the evaluation has gone wrong; it is recorded as such",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            history.eval.append(value)
         last_good = snapshot()
         save()
         if on_epoch_end is not None and distributed.is_main():

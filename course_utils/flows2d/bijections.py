@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from course_utils.core.checks import check_float
+
 __all__ = [
     "standard_normal_log_prob",
     "SinhArcsinh",
@@ -64,10 +66,16 @@ class SinhArcsinh:
     scale: float = 1.0
 
     def __post_init__(self) -> None:
+        # Every parameter a finite number: a NaN skew or shift (a slider, a typo) would
+        # otherwise draw an empty figure instead of saying what is wrong.
+        self.skew = check_float("skew", self.skew)
+        self.loc = check_float("loc", self.loc)
         if not self.tail > 0 or not self.scale > 0:
             raise ValueError(
                 f"tail and scale must be positive for a bijection, got {self.tail}, {self.scale}"
             )
+        self.tail = check_float("tail", self.tail, positive=True)
+        self.scale = check_float("scale", self.scale, positive=True)
 
     def forward(self, z: Tensor) -> Tensor:
         """Latent → data."""

@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         CheckpointBusyError,
         CheckpointMismatchError,
         CorruptFileError,
+        distributed.RankRefusal,
         DatasetNotFoundError,
         PermissionError,
         ValueError,  # e.g. a 3-channel recipe for a 1-channel dataset, refused before training
@@ -95,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             ),
         )
-    except refusals as err:
-        print(f"error: {err}", file=sys.stderr)
+    except refusals as err:  # under torchrun every rank has it (rank 0's, told to all): say it once
+        if distributed.is_main():
+            print(f"error: {err}", file=sys.stderr)
         return 2
     finally:
         distributed.teardown()

@@ -23,7 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_utils.core.checks import check_int
+from course_utils.core.checks import (
+    check_float,
+    check_int,
+    check_uint8_images,
+    check_unit_images,
+)
 from course_utils.core.metrics import bits_per_dim
 from course_utils.glow.layers import (
     MaskedAffineCoupling,
@@ -62,28 +67,15 @@ def dequantize(images: Tensor | np.ndarray, generator: torch.Generator | None = 
         float32 ``(batch, C, H, W)`` in ``[0, 1)``.
 
     Raises:
-        ValueError: ``images`` is not ``uint8`` or has another number of axes.
+        ValueError: ``images`` is not ``uint8``, has another number of axes, or
+            is one image in ``(H, W, C)`` layout (see
+            :func:`course_utils.core.checks.check_uint8_images`).
 
     >>> u = dequantize(torch.full((2, 1, 2, 2), 255, dtype=torch.uint8))
     >>> bool((u >= 255 / 256).all() and (u < 1).all())
     True
     """
-    if isinstance(images, np.ndarray):
-        if images.dtype != np.uint8:
-            raise ValueError(f"images must be uint8 (0..255), got {images.dtype} (numpy)")
-        images = torch.from_numpy(np.ascontiguousarray(images))
-    if not isinstance(images, torch.Tensor):
-        raise ValueError(f"images must be a uint8 tensor (0..255), got {type(images).__name__}")
-    if images.dtype != torch.uint8:
-        raise ValueError(
-            f"images must be uint8 (0..255), got {str(images.dtype).removeprefix('torch.')}"
-        )
-    if images.ndim == 3:
-        images = images[:, None]
-    if images.ndim != 4:
-        raise ValueError(
-            f"images must have shape (batch, C, H, W) or (batch, H, W), got {tuple(images.shape)}"
-        )
+    images = check_uint8_images("images", images)
     noise = torch.rand(images.shape, generator=generator).to(images.device)
     return (images.float() + noise) / 256.0
 
@@ -138,6 +130,38 @@ class GlowConfig:
     logit_alpha: float | None = None
     base: str = "channel"
 
+    def __post_init__(self) -> None:
+        # Checked here, not only where a Glow is built, so that a recipe with an
+        # impossible model is refused where it is written (COURSE.replace(...)).
+        set_ = object.__setattr__
+        for name, minimum in (
+            ("levels", 1),
+            ("net_layers", 1),
+            ("full_res", 0),
+            ("full_res_hidden", 1),
+            ("dequantizer", 0),
+            ("dequantizer_hidden", 1),
+        ):
+            set_(self, name, check_int(name, getattr(self, name), minimum=minimum))
+        shape = self.shape
+        if (
+            not isinstance(shape, (tuple, list))
+            or len(shape) != 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)
+        ):
+            raise ValueError(f"shape must be (C, H, W), three positive ints, got {shape!r}")
+        self.per_level("blocks")
+        self.per_level("hidden")
+        if self.logit_alpha is not None:
+            alpha = check_float("logit_alpha", self.logit_alpha)
+            if not 0 < alpha < 0.5:
+                # α = 0 sends a pixel at 0 to logit(0) = −inf; α ≥ 0.5 folds [0, 1] onto itself.
+                raise ValueError(
+                    f"logit_alpha must lie in (0, 0.5) (e.g. 1e-5 or 0.05), or be None for no "
+                    f"logit, got {self.logit_alpha!r}"
+                )
+            set_(self, "logit_alpha", alpha)
+
     def per_level(self, name: str) -> tuple[int, ...]:
         """``blocks`` or ``hidden`` as one value per level, finest first."""
         value = getattr(self, name)
@@ -148,6 +172,37 @@ class GlowConfig:
                 f"finest first), got {value!r}"
             )
         return values
+
+
+class _MultiscaleFlow(nf.MultiscaleFlow):
+    """normflows' ``MultiscaleFlow`` whose ``log_prob`` starts from a zero per image.
+
+    normflows starts the sum at the number 0, so a flow without a logit whose
+    first layer on the data side returns one log|det| for the whole batch
+    (ActNorm does) ends up adding a ``(batch,)`` tensor into a 0-d one, which
+    fails (``output with shape [] doesn't match the broadcast shape``). The sum
+    is otherwise the same, term for term.
+    """
+
+    def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        log_q = torch.zeros(len(x), dtype=x.dtype, device=x.device)
+        z = x
+        if self.transform is not None:
+            z, log_det = self.transform.inverse(z)
+            log_q = log_q + log_det
+        for i in range(len(self.q0) - 1, -1, -1):
+            for j in range(len(self.flows[i]) - 1, -1, -1):
+                z, log_det = self.flows[i][j].inverse(z)
+                log_q = log_q + log_det
+            if i > 0:
+                [z, z_], log_det = self.merges[i - 1].inverse(z)
+                log_q = log_q + log_det
+            else:
+                z_ = z
+            log_q = log_q + (
+                self.q0[i].log_prob(z_, y) if self.class_cond else self.q0[i].log_prob(z_)
+            )
+        return log_q
 
 
 #: Images per pass when a Glow runs on many images at once (scoring a test
@@ -258,7 +313,7 @@ class Glow(nn.Module):
                 else nf.distributions.GlowBase(latent)
             )
         transform = nf.transforms.Logit(cfg.logit_alpha) if cfg.logit_alpha is not None else None
-        self.flow = nf.MultiscaleFlow(q0, flows, merges, transform=transform, class_cond=False)
+        self.flow = _MultiscaleFlow(q0, flows, merges, transform=transform, class_cond=False)
         self.dequantizer = (
             VariationalDequantizer(
                 cfg.shape, cfg.dequantizer, cfg.dequantizer_hidden, cfg.net_layers
@@ -338,31 +393,13 @@ class Glow(nn.Module):
 
     def check_input(self, x: Tensor, name: str = "x") -> None:
         """Raise a clear ``ValueError`` unless ``x`` is ``(batch, C, H, W)``, finite, in [0, 1]."""
-        want = self.config.shape
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != want:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(
-                f"{name} must have shape (batch, {', '.join(map(str, want))}), got {got}"
-            )
-        if not x.is_floating_point():
-            raise ValueError(
-                f"{name} must be a float tensor in [0, 1]; dequantize uint8 images first"
-            )
-        if len(x) == 0:
-            raise ValueError(f"{name} is an empty batch: give at least one image")
-        dtype = next(self.parameters()).dtype
-        if x.dtype != dtype:
-            raise ValueError(
-                f"{name} is {str(x.dtype).removeprefix('torch.')} but the model is "
-                f"{str(dtype).removeprefix('torch.')}; convert with x.to({dtype})"
-            )
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{name} contains NaN or inf values")
-        if x.min() < 0 or x.max() > 1:
-            raise ValueError(
-                f"{name} must lie in [0, 1] (dequantized pixels), got values in "
-                f"[{x.min().item():.3g}, {x.max().item():.3g}]"
-            )
+        check_unit_images(
+            name,
+            x,
+            shape=self.config.shape,
+            dtype=next(self.parameters()).dtype,
+            uint8_hint="dequantize uint8 images first (course_utils.glow.model.dequantize)",
+        )
 
     def _actnorms(self) -> list[nn.Module]:
         return [m for m in self.modules() if hasattr(m, "data_dep_init_done")]
@@ -463,14 +500,7 @@ class Glow(nn.Module):
             images: ``uint8`` images ``(batch, C, H, W)``.
             generator: seeds the dequantization noise.
         """
-        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
-            got = images.dtype if isinstance(images, torch.Tensor) else type(images).__name__
-            raise ValueError(f"images must be a uint8 tensor (0..255), got {got}")
-        if images.ndim != 4 or tuple(images.shape[1:]) != self.config.shape:
-            raise ValueError(
-                f"images must have shape (batch, {', '.join(map(str, self.config.shape))}), "
-                f"got {tuple(images.shape)}"
-            )
+        images = check_uint8_images("images", images, shape=self.config.shape, allow_hw=False)
         if self.dequantizer is None:
             return self.log_prob(dequantize(images, generator))
         u, log_q = self.dequantizer(images, generator)
@@ -514,8 +544,7 @@ class Glow(nn.Module):
     def sample_latents(self, n: int, temperature: float = 1.0) -> list[Tensor]:
         """``n`` draws of every level's latent from the base, at a temperature."""
         n = check_int("n", n, minimum=1)
-        if not temperature > 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
+        temperature = check_float("temperature", temperature, positive=True)
         self.flow.set_temperature(temperature)
         try:
             return [q(n)[0] for q in self.flow.q0]
@@ -540,8 +569,7 @@ class Glow(nn.Module):
         count the non-finite ones.
         """
         n = check_int("n", n, minimum=1)
-        if not temperature > 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
+        temperature = check_float("temperature", temperature, positive=True)
         x = self._draw(n, temperature)
         if not redraw:
             return x

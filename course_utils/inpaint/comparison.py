@@ -21,6 +21,7 @@ import time
 import torch
 from torch import nn
 
+from course_utils.core.checks import check_int
 from course_utils.core.metrics import masked_psnr
 from course_utils.glow.model import BATCH_CHUNK, log_prob_in_batches
 from course_utils.inpaint.flow import latent_inpaint, pixel_inpaint, posterior_inpaint
@@ -117,7 +118,7 @@ def flow_kernel_inpaint(
         ``"score"`` (the ``s_i``), ``"weights"`` and ``"kernel_weights"`` (with
         and without the flow's vote).
     """
-    mask = check_inputs(images, mask)
+    mask = check_inputs(images, mask, model)
     check_train(train_images, images)
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
@@ -232,6 +233,10 @@ def compare(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {list(METHODS)}")
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    flow = model if any(METHODS[m] != "baseline" for m in methods) else None
+    for mask in masks.values():  # every problem is checked before any method runs
+        check_inputs(images, mask, flow)
     rows = []
     for kind, mask in masks.items():
         for method in methods:

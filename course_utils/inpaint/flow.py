@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils.core.checks import check_float, check_int
+from course_utils.core.checks import check_float, check_int, check_unit_images
 from course_utils.glow.model import BATCH_CHUNK, log_prob_in_batches
 from course_utils.inpaint.masks import InpaintResult, check_inputs, frozen
 
@@ -170,15 +170,23 @@ def init_hole(images: Tensor, init: str | Tensor, generator: torch.Generator | N
     Args:
         images: float ``(batch, C, H, W)`` in ``[0, 1]``.
         init: ``"zero"`` (black), ``"half"`` (grey 0.5), ``"uniform"`` (noise) or
-            an image tensor of the same shape (e.g. a baseline's fill).
+            an image tensor of the same shape (e.g. a baseline's fill), float in
+            ``[0, 1]`` and finite like ``images``.
         generator: seeds ``"uniform"``.
+
+    Raises:
+        ValueError: an unknown start, or a tensor of another shape, NaN/inf,
+            values outside ``[0, 1]`` or ``uint8``.
     """
     if isinstance(init, torch.Tensor):
         if init.shape != images.shape:
             raise ValueError(
                 f"init must have the images' shape {tuple(images.shape)}, got {tuple(init.shape)}"
             )
-        return init.detach().to(images).clamp(0, 1)
+        # The start is the images' kind of value too: NaN would make every step NaN,
+        # and 0..255 or uint8 would be clamped into a start nobody asked for.
+        check_unit_images("init", init, uint8_hint="map uint8 images with to_unit()")
+        return init.detach().to(images)
     if init == "zero":
         return torch.zeros_like(images)
     if init == "half":
@@ -227,7 +235,7 @@ def pixel_inpaint(
         :class:`InpaintResult`; ``log_prob`` ``(steps taken + 1, batch)``;
         ``extra["converged"]``: whether the stopping rule ended it before ``steps``.
     """
-    mask = check_inputs(images, mask)
+    mask = check_inputs(images, mask, model)
     steps = check_int("steps", steps, minimum=0)
     window = check_int("window", window, minimum=1)
     lr = check_float("lr", lr, positive=True)
@@ -398,7 +406,7 @@ def posterior_inpaint(
         ``(steps,)`` the mean acceptance probability of each step,
         ``"step_size"`` ``(batch·chains,)`` after warm-up.
     """
-    mask = check_inputs(images, mask)
+    mask = check_inputs(images, mask, model)
     chains = check_int("chains", chains, minimum=1)
     steps = check_int("steps", steps, minimum=1)
     warmup = check_int("warmup", warmup, minimum=0)
@@ -501,7 +509,7 @@ def latent_inpaint(
         :class:`InpaintResult`; ``log_prob`` traces ``log p`` of the completion;
         ``extra["z"]``: the final latents.
     """
-    mask = check_inputs(images, mask)
+    mask = check_inputs(images, mask, model)
     steps = check_int("steps", steps, minimum=0)
     lr = check_float("lr", lr, positive=True)
     sigma = check_float("sigma", sigma, positive=True)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from course_utils.core.checks import check_int
+from course_utils.core.checks import check_int, check_mask, check_unit_images
 
 __all__ = [
     "MASK_KINDS",
@@ -136,49 +136,41 @@ def make_masks(
     return m.expand(n, c, h, w).clone()
 
 
-def check_inputs(images: Tensor, mask: Tensor) -> Tensor:
+_UINT8_HINT = "map uint8 images with to_unit()"
+
+
+def _dtype_of(model: nn.Module | None) -> torch.dtype | None:
+    """The float dtype of ``model``'s parameters (None without a model or parameters)."""
+    if model is None:
+        return None
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+
+
+def check_inputs(images: Tensor, mask: Tensor, model: nn.Module | None = None) -> Tensor:
     """Validate an inpainting problem and return the mask as bool ``(batch, C, H, W)``.
 
+    Every inpainting method starts here, with the checks the hole metrics
+    (:func:`course_utils.core.metrics.masked_mse`) share: one careless input
+    gets one message wherever it is given.
+
     Args:
-        images: float ``(batch, C, H, W)`` in ``[0, 1]``.
+        images: float ``(batch, C, H, W)`` in ``[0, 1]``
+            (:func:`course_utils.core.checks.check_unit_images`).
         mask: bool or 0/1 tensor of the same shape (or with one channel),
-            ``True``/1 where pixels are missing.
+            ``True``/1 where pixels are missing
+            (:func:`course_utils.core.checks.check_mask`).
+        model: the flow that will run on the images, if any: ``images`` must
+            have its dtype (a float64 batch would otherwise fail deep in normflows).
 
     Raises:
-        ValueError: shapes differ, the mask is not boolean or 0/1, nothing or
-            everything is masked in some image, or the image holds NaN/inf or
-            values outside ``[0, 1]``.
+        ValueError: shapes differ, the batch is empty, the mask is not boolean
+            or 0/1 (a soft mask such as 0.5), nothing or everything is masked
+            in some image, the images hold NaN/inf or values outside ``[0, 1]``
+            (e.g. 0..255), or their dtype is not the model's.
     """
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must have shape (batch, C, H, W), got {got}")
-    if not isinstance(mask, torch.Tensor):
-        raise ValueError(f"mask must be a tensor, got {type(mask).__name__}")
-    if mask.ndim == 3:
-        mask = mask[:, None]
+    check_unit_images("images", images, dtype=_dtype_of(model), uint8_hint=_UINT8_HINT)
+    mask = check_mask(mask, images.shape)
     b, c, h, w = images.shape
-    if mask.ndim != 4 or mask.shape[0] != b or mask.shape[2:] != images.shape[2:]:
-        raise ValueError(
-            f"mask must have the images' shape {tuple(images.shape)} "
-            f"(or (batch, 1, H, W)), got {tuple(mask.shape)}"
-        )
-    if mask.shape[1] not in (1, c):
-        raise ValueError(f"mask must have 1 or {c} channels, got {mask.shape[1]}")
-    if mask.dtype != torch.bool:
-        if mask.is_floating_point() and not torch.isfinite(mask).all():
-            raise ValueError("mask contains NaN or inf; it must be boolean or 0/1")
-        if not ((mask == 0) | (mask == 1)).all():
-            raise ValueError(
-                "mask must be boolean or hold only 0 and 1 (1 = missing), got values "
-                f"{torch.unique(mask)[:5].tolist()}"
-            )
-        mask = mask == 1
-    mask = mask.expand(b, c, h, w)
-    if not images.is_floating_point():
-        raise ValueError(
-            f"images must be float in [0, 1], got {images.dtype}; map uint8 with to_unit()"
-        )
-    _check_unit_interval(images, "images")
     missing = mask.flatten(1).sum(1)
     if (missing == 0).any():
         i = int((missing == 0).nonzero()[0])
@@ -357,19 +349,7 @@ def check_train(train_images: Tensor, images: Tensor) -> None:
         raise ValueError(
             f"train_images must have shape (N, {', '.join(map(str, images.shape[1:]))}), got {got}"
         )
-    if not train_images.is_floating_point():
-        raise ValueError("train_images must be float in [0, 1]; map uint8 with to_unit()")
-    _check_unit_interval(train_images, "train_images")
-
-
-def _check_unit_interval(x: Tensor, name: str) -> None:
-    """Finite values in ``[0, 1]``, or a ``ValueError`` that shows the range received."""
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contain NaN or inf values")
-    if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ValueError(
-            f"{name} must lie in [0, 1], got values in [{x.min().item():.3g}, {x.max().item():.3g}]"
-        )
+    check_unit_images("train_images", train_images, shape=images.shape[1:], uint8_hint=_UINT8_HINT)
 
 
 # ------------------------------------------------------- shared by the flow methods

@@ -85,6 +85,10 @@ def planar_fold_figure(
     Returns:
         The figure.
     """
+    w1, w2, u1, u2, b = (
+        check_float(name, value)
+        for name, value in (("w1", w1), ("w2", w2), ("u1", u1), ("u2", u2), ("b", b))
+    )
     w = torch.tensor([w1, w2], dtype=torch.float64)
     if float(w @ w) < 1e-6:
         raise ValueError(f"w = ({w1}, {w2}) must not be zero: it is the normal of a hyperplane")

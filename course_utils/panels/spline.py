@@ -132,6 +132,7 @@ def random_knots(
     """
     n_bins = check_int("n_bins", n_bins, minimum=1)
     gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    spread = check_float("spread", spread, minimum=0.0)
     raw = spread * torch.randn(3 * n_bins - 1, generator=gen, dtype=torch.float64)
     return knots_from_raw(raw[:n_bins], raw[n_bins : 2 * n_bins], raw[2 * n_bins :], tail_bound)
 
