@@ -11,6 +11,7 @@ from course_utils import pretrained, release
 from course_utils.composite.losses import CONFIGURATIONS
 from course_utils.composite.measure import coloured_sample_figures
 from course_utils.core.data import colourize, image_splits
+from course_utils.glow import train as glow_train
 from course_utils.glow.model import Glow
 from course_utils.glow.recipes import PLAYGROUND, PLAYGROUND_MODEL, RECIPES, Recipe
 from course_utils.glow.train import train_glow
@@ -182,6 +183,16 @@ def test_starting_model_from_scratch_is_the_playground_recipe(state: PlaygroundS
 
 
 @pytest.mark.slow
+def small_splits(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``image_splits(name)`` cut to the first 2,000 training and 500 test images."""
+    grey = "mnist" if name == "coloured-mnist" else name
+    train, test = image_splits(grey)
+    train, test = train[:2000], test[:500]
+    if name == "coloured-mnist":  # as coloured_splits colours them: seed 0, and 1 for the test
+        return colourize(train, seed=0)[0], colourize(test, seed=1)[0]
+    return train, test
+
+
 def test_make_writes_a_coloured_glow_whose_figures_load_reproduces(
     tmp_path, shared_data, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -189,6 +200,8 @@ def test_make_writes_a_coloured_glow_whose_figures_load_reproduces(
     tiny = PLAYGROUND.replace(**TINY, warmup_steps=0, lr_drop=(2, 0.1))
     monkeypatch.setitem(RECIPES, "tiny", tiny)
     monkeypatch.setattr(release, "measure_coloured_glow", lambda m: {"figures": "measured"})
+    # A slice of the digits, coloured (colouring all 70,000 takes seconds the test does not need).
+    monkeypatch.setattr(glow_train, "image_splits", small_splits)
     info = release.make_glow("glow-tiny", "coloured-mnist", "tiny", minutes=0.02, folder=tmp_path)
     assert info["dataset"].startswith("coloured-mnist") and info["steps"] >= 1
     assert info["figures"] == "measured" and Recipe.from_dict(info["recipe_settings"]) == tiny

@@ -12,6 +12,7 @@ import torch
 
 from course_utils import pretrained, release
 from course_utils.core.checkpoints import checkpoint_differences, load_checkpoint
+from course_utils.glow import measure
 from course_utils.glow.digits import DigitClassifier, probabilities, recognisable
 from course_utils.glow.measure import measure_glow
 from course_utils.glow.model import Glow
@@ -114,10 +115,18 @@ def test_recognisable_rejects_noise_and_non_finite() -> None:
 
 
 @pytest.mark.slow
-def test_make_glow_writes_a_model_whose_figures_load_reproduces(tmp_path: Path, shared_data):
+def test_make_glow_writes_a_model_whose_figures_load_reproduces(
+    tmp_path: Path, shared_data, monkeypatch: pytest.MonkeyPatch
+):
+    # The make path as it is, scored on the first 500 test digits instead of all 10,000
+    # (benchmarks/pretrained.py measures the shipped models on the whole split).
+    splits = measure.image_splits
+    monkeypatch.setattr(
+        measure, "image_splits", lambda name: (splits(name)[0], splits(name)[1][:500])
+    )
     info = make_glow("glow-tiny", "mnist", "small", minutes=0.02, device="cpu", folder=tmp_path)
     model = load("glow-tiny", tmp_path)
-    assert info["kind"] == "glow" and info["steps"] >= 1 and info["test_images"] == 10_000
+    assert info["kind"] == "glow" and info["steps"] >= 1 and info["test_images"] == 500
     assert info["command"].startswith("python -m course_utils.release glow-tiny")
     again = measure_glow(model, "mnist")
     assert again["test_bits_per_dim"] == info["test_bits_per_dim"]
