@@ -3,6 +3,7 @@ VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
+SITE_STAMP := $(VENV)/.installed-site
 # Tests read the offline data beside the repository when it is there.
 COURSE_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 LAB_ARGS ?=
@@ -15,7 +16,7 @@ TEST_WORKERS ?= 2
 # JupyterLab refuses to run as root unless told (containers, CI).
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test lint notebooks student setup clean
+.PHONY: lab test lint notebooks student setup site clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,13 +28,21 @@ $(STAMP): pyproject.toml | $(PY)
 
 setup: $(STAMP)
 
+# The website's tools (the `site` extra: Sphinx, myst-nb, sphinx-book-theme), only for
+# `make site` and `make test`; `make lab` does not need them.
+$(SITE_STAMP): pyproject.toml | $(STAMP)
+	$(PY) -m pip install -e '.[site]'
+	touch $@
+
 lab: $(STAMP)
 	cd notebooks && ../$(VENV)/bin/jupyter lab 01_change_of_variables.ipynb $(ROOT_ARG) $(LAB_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) lint
+# tests/test_site.py builds the site (website/build.py, as make site) in its own test
+# process while the other runs the notebooks, then opens every page in Chromium.
+test: $(STAMP) $(SITE_STAMP) lint
 	COURSE_FAST=1 COURSE_DATA_DIR=$(COURSE_DATA_DIR) COURSE_CACHE_DIR=$(CURDIR)/.cache/test OMP_WAIT_POLICY=PASSIVE \
 		$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --doctest-modules course_utils tests \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks $(STUDENT_NOTEBOOKS)
@@ -51,5 +60,10 @@ student: $(STAMP)
 	$(PY) -m course_utils.student
 	$(PY) -m course_utils.exercises --update-guide
 
+# The course as a static website, from the committed notebooks (nothing is executed,
+# nothing is downloaded): build/site/html/index.html. website/build.py says how.
+site: $(SITE_STAMP)
+	$(PY) website/build.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache build/site

@@ -36,7 +36,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     ``make test`` hands whole files to two processes (``--dist loadfile``), in
     this order: a long file started last would run alone at the end. The browser
-    test (it drives three lessons) goes first, then the notebooks by their
+    tests go first (test_browser.py drives lessons in JupyterLab; test_site.py builds
+    the website and opens every page, so it takes the other process), then the notebooks by their
     measured fast-mode time (``benchmarks/results/lesson_times.json``), then the
     rest as collected. Within a file the order is kept (a notebook's cells run in
     order).
@@ -45,7 +46,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     def weight(item: pytest.Item) -> float:
         path = Path(str(item.fspath))
-        if path.name == "test_browser.py":
+        if path.name in ("test_browser.py", "test_site.py"):
             return math.inf
         return seconds.get((path.parent.name, path.stem), 0.0)
 
