@@ -130,7 +130,9 @@ def file_key(indices: tuple[int, ...]) -> str:
 def render(panel: PrecomputedPanel, folder: Path) -> None:
     """Draw every combination of ``panel``'s control positions into ``folder``."""
     import matplotlib.pyplot as plt
+    import torch
 
+    torch.set_num_threads(1)  # the build shares its machine (make test runs it beside a lesson)
     folder.mkdir(parents=True, exist_ok=True)
     context = panel.setup()
     for indices in itertools.product(*(range(len(c.values)) for c in panel.controls)):
