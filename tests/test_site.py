@@ -129,6 +129,8 @@ class Watch:
                 r.continue_()
 
         page.route("**/*", route)
+        # Routes see HTTP(S) only: a WebSocket anywhere is a request no static page makes.
+        page.on("websocket", lambda ws: self.problems.append(f"websocket: {ws.url}"))
         page.on(
             "console",
             lambda m: m.type == "error" and self.problems.append(f"console error: {m.text}"),
