@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LESSONS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 PAGES = ["index", *LESSONS, "teaching", "pretrained"]
 PRECOMPUTED = ("01", "07")  # lessons whose panels move without a kernel
+# Generous: make test runs this beside a notebook on two cores.
+TIMEOUT_MS = 60_000
 
 pytestmark = pytest.mark.browser
 
@@ -168,12 +170,12 @@ def _settle(page) -> None:
     page.wait_for_function(
         "() => !document.querySelector('.math') ||"
         " (window.MathJax && MathJax.startup && MathJax.startup.promise)",
-        timeout=30_000,
+        timeout=TIMEOUT_MS,
     )
     page.evaluate(
         "async () => { if (window.MathJax && MathJax.startup) await MathJax.startup.promise; }"
     )
-    page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=30_000)
+    page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=TIMEOUT_MS)
 
 
 def _check_panels(page, name: str) -> int:
@@ -184,7 +186,7 @@ def _check_panels(page, name: str) -> int:
     page.wait_for_function(
         f"() => document.querySelectorAll('.cell_output .jupyter-widgets.widget-vbox,"
         f" .cell_output .widget-vbox').length >= {notes}",
-        timeout=30_000,
+        timeout=TIMEOUT_MS,
     )
     found = page.evaluate(
         """() => [...document.querySelectorAll('.nf-panel-note')].map(note => {
@@ -211,7 +213,7 @@ def _move_precomputed(page, name: str, artifacts: Path) -> None:
     box.scroll_into_view_if_needed()
     img = box.locator("img.nf-precomputed-figure")
     page.wait_for_function(
-        "i => i.complete && i.naturalWidth > 0", arg=img.element_handle(), timeout=30_000
+        "i => i.complete && i.naturalWidth > 0", arg=img.element_handle(), timeout=TIMEOUT_MS
     )
     before_src, before = img.get_attribute("src"), img.screenshot()
     box.screenshot(path=str(artifacts / f"{name}-precomputed-before.png"))
@@ -221,7 +223,7 @@ def _move_precomputed(page, name: str, artifacts: Path) -> None:
     page.wait_for_function(
         "([i, s]) => i.getAttribute('src') !== s && i.complete && i.naturalWidth > 0",
         arg=[img.element_handle(), before_src],
-        timeout=30_000,
+        timeout=TIMEOUT_MS,
     )
     after = img.screenshot()
     box.screenshot(path=str(artifacts / f"{name}-precomputed-after.png"))
@@ -237,6 +239,7 @@ def _pages() -> list:
 @pytest.mark.parametrize("name", _pages())
 def test_page(browser, server: str, artifacts: Path, name: str) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
     watch = Watch(page, server)
     try:
         page.goto(f"{server}/{name}.html")
@@ -277,11 +280,12 @@ def test_page(browser, server: str, artifacts: Path, name: str) -> None:
 def test_search(browser, server: str, artifacts: Path) -> None:
     """The search page finds the Glow lesson (Sphinx's index, in the page's JavaScript)."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
     watch = Watch(page, server)
     try:
         page.goto(f"{server}/search.html?q=Glow")
         results = page.locator("#search-results ul.search li a, ul.search li a")
-        results.first.wait_for(timeout=30_000)
+        results.first.wait_for(timeout=TIMEOUT_MS)
         hrefs = [a.get_attribute("href") or "" for a in results.all()]
         page.screenshot(path=str(artifacts / "search.png"))
         assert any("07_glow_mnist" in h for h in hrefs), hrefs
