@@ -34,6 +34,8 @@ from pathlib import Path
 
 import precompute
 
+from course_utils.core.widgets import NOT_RUNNING_HINT
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -147,13 +149,18 @@ def pretrained_page(lesson_names: set[str]) -> str:
     )
 
 
+def _is_panel(output: dict) -> bool:
+    """A panel's widget output: its text form is the course's hint (a progress bar's is not)."""
+    data = output.get("data", {})
+    return WIDGET_VIEW in data and NOT_RUNNING_HINT in "".join(data.get("text/plain", ""))
+
+
 def _panel_cells(nb: dict) -> list[int]:
-    """Indices of the code cells whose output is a widget (a panel)."""
+    """Indices of the code cells whose output is a panel."""
     return [
         i
         for i, cell in enumerate(nb["cells"])
-        if cell["cell_type"] == "code"
-        and any(WIDGET_VIEW in o.get("data", {}) for o in cell.get("outputs", []))
+        if cell["cell_type"] == "code" and any(_is_panel(o) for o in cell.get("outputs", []))
     ]
 
 
