@@ -14,8 +14,12 @@ STUDENT_NOTEBOOKS ?= student
 TEST_WORKERS ?= 2
 # JupyterLab refuses to run as root unless told (containers, CI).
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+# The course's JupyterLab defaults (lab/overrides.json: no "get notified about official
+# Jupyter news?" prompt over lesson 01), where this environment's JupyterLab reads the
+# defaults of its packages. A learner's own settings still win over them.
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.d/normalizing-flows-course.json
 
-.PHONY: lab test lint notebooks student setup clean
+.PHONY: lab lab-settings test lint notebooks student setup clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +31,13 @@ $(STAMP): pyproject.toml | $(PY)
 
 setup: $(STAMP)
 
-lab: $(STAMP)
+lab-settings: $(LAB_OVERRIDES)
+
+$(LAB_OVERRIDES): lab/overrides.json
+	mkdir -p $(dir $@)
+	cp $< $@
+
+lab: $(STAMP) $(LAB_OVERRIDES)
 	cd notebooks && ../$(VENV)/bin/jupyter lab 01_change_of_variables.ipynb $(ROOT_ARG) $(LAB_ARGS)
 
 lint: $(STAMP)
