@@ -41,7 +41,7 @@ STOP = set(
     more most much must need next once only other over pair pairs part plus predict same section
     sections short show shows some start than that their them then there these they this those
     through what when where which while whole will with without minutes asks, wrap-up discuss
-    discussion items item while read reads
+    discussion items item while read reads expected answer answers
     """.split()
 )
 
@@ -156,20 +156,20 @@ def description(text: str, start: int, end: int) -> str:
     """The words of the guide that say what the reference at ``text[start:end]`` is about.
 
     Only where the guide says it outright: ``section 3, samples against the formula;`` ->
-    after the comma (or a colon); ``section 6 (a nonlinear map ...)`` -> the parenthesis;
-    ``the warp panel (section 4)`` -> the clause before it. Otherwise ("loaded in section 8
-    and needs no training") nothing.
+    after the comma (or a colon), also inside parentheses (``(section 4, the warp panel)``);
+    ``section 6 (a nonlinear map ...)`` -> the parenthesis; ``the warp panel (section 4)`` ->
+    the clause before it. Otherwise ("loaded in section 8 and needs no training") nothing.
     """
-    before = text[:start].rstrip()
-    if before.endswith("("):
-        return re.split(r"[.;:]\s|\d+\s+min\b|\n\n", before[:-1])[-1]
     after = re.sub(r"^'s\b", "", text[end:])
+    if re.match(r"\s*[,:]\s", after):
+        return re.split(r"[;.]\s|[;.]$|\d+\s+min\b|\n\n|[()]", after.lstrip(" ,:"), maxsplit=1)[0]
     if after.lstrip(" ").startswith("("):
         inside = after.lstrip(" ")[1:]
         return inside[: inside.find(")")] if ")" in inside else ""
-    if not re.match(r"\s*[,:]\s", after):
-        return ""
-    return re.split(r"[;.]\s|[;.]$|\d+\s+min\b|\n\n|\(", after.lstrip(" ,:"), maxsplit=1)[0]
+    before = text[:start].rstrip()
+    if before.endswith("("):
+        return re.split(r"[.;:]\s|\d+\s+min\b|\n\n|\*\*", before[:-1])[-1]
+    return ""
 
 
 @dataclass(frozen=True)
@@ -349,6 +349,8 @@ def test_the_reader_finds_sections_items_and_exercises() -> None:
         ("10 min: §3, the determinant as a change of area.", None),
         ("15 min with the one-or-two-modes question (section 2) in pairs.", None),
         ("15 min with the one-or-two-modes question (section 3) in pairs.", "fits section 2"),
+        ("**Expected answers (section 3, the change of area).** Its determinant.", None),
+        ("**Expected answers (section 2, the change of area).** Its determinant.", "section 3"),
         ("5 min: section 4, the Jacobian.", "which has sections 1, 2, 3"),
         ("10 min: sections 1-3 on the board.", None),
         ("as in lesson 02's section 9, the training.", "section 9 of lesson 02"),
