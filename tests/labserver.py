@@ -120,5 +120,12 @@ def install_lab_settings(venv: Path) -> Path:
         [make, "-s", "-C", str(ROOT), "lab-settings", f"VENV={venv}"],
         check=True,
         capture_output=True,
+        env=make_env(),
     )
     return venv / "share" / "jupyter" / "lab" / "settings"
+
+
+def make_env() -> dict[str, str]:
+    """This process's environment without the flags of a ``make`` that runs the tests (``make
+    test``), so that a ``make`` started here runs on its own (not dry, no closed jobserver)."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}

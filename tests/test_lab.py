@@ -12,7 +12,7 @@ from pathlib import Path
 import jupyterlab
 import pytest
 from jupyterlab_server.settings_utils import _get_overrides
-from labserver import free_port, get, install_lab_settings, serving
+from labserver import free_port, get, install_lab_settings, make_env, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSON = "01_change_of_variables.ipynb"
@@ -37,6 +37,7 @@ def test_make_lab_installs_the_setting_that_silences_the_news_prompt(tmp_path: P
         check=True,
         capture_output=True,
         text=True,
+        env=make_env(),
     ).stdout
     assert f"{venv}/share/jupyter/lab/settings/overrides.d/" in planned, planned
 
