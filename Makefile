@@ -15,8 +15,12 @@ STUDENT_NOTEBOOKS ?= student
 TEST_WORKERS ?= 2
 # JupyterLab refuses to run as root unless told (containers, CI).
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+# The course's JupyterLab defaults (lab/overrides.json: no "get notified about official
+# Jupyter news?" prompt over lesson 01), where this environment's JupyterLab reads the
+# defaults of its packages. A learner's own settings still win over them.
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.d/normalizing-flows-course.json
 
-.PHONY: lab test lint notebooks student setup site clean
+.PHONY: lab lab-settings test lint notebooks student setup site clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +38,13 @@ $(SITE_STAMP): pyproject.toml | $(STAMP)
 	$(PY) -m pip install -e '.[site]'
 	touch $@
 
-lab: $(STAMP)
+lab-settings: $(LAB_OVERRIDES)
+
+$(LAB_OVERRIDES): lab/overrides.json
+	mkdir -p $(dir $@)
+	cp $< $@
+
+lab: $(STAMP) $(LAB_OVERRIDES)
 	cd notebooks && ../$(VENV)/bin/jupyter lab 01_change_of_variables.ipynb $(ROOT_ARG) $(LAB_ARGS)
 
 lint: $(STAMP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 STARTUP_TIMEOUT = 90.0
+ROOT = Path(__file__).resolve().parent.parent
 
 # Straight to 127.0.0.1, whatever proxy the environment names.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -105,3 +107,25 @@ def serving(
             yield base, proc
         finally:
             stop(proc)
+
+
+def install_lab_settings(venv: Path) -> Path:
+    """``make lab-settings VENV=venv``, the step of ``make lab`` that installs the course's
+    JupyterLab defaults; returns the settings folder it fills (JupyterLab's ``app_settings_dir``
+    for that environment). Skips the test without ``make``."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    subprocess.run(
+        [make, "-s", "-C", str(ROOT), "lab-settings", f"VENV={venv}"],
+        check=True,
+        capture_output=True,
+        env=make_env(),
+    )
+    return venv / "share" / "jupyter" / "lab" / "settings"
+
+
+def make_env() -> dict[str, str]:
+    """This process's environment without the flags of a ``make`` that runs the tests (``make
+    test``), so that a ``make`` started here runs on its own (not dry, no closed jobserver)."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}

@@ -14,19 +14,29 @@ from oracles import perturb
 from sklearn import metrics
 
 from course_utils.anomaly import (
+    FASHION_CLASSES,
     auc_against,
     auc_table,
     complexity_corrected,
     compressed_bits_per_dim,
     fit_pixel_model,
     image_bits_per_dim,
+    nearest_neighbour_labels,
     pixel_bits_per_dim,
     roc_auc,
     roc_curve,
-    roc_plot,
-    score_histograms,
     typicality,
     typicality_auc,
+)
+from course_utils.anomaly_plots import (
+    bulk_range,
+    complexity_scatter,
+    remedy_histograms,
+    roc_panels,
+    roc_plot,
+    score_histograms,
+    temperature_figure,
+    typicality_curves,
 )
 from course_utils.glow.model import Glow, dequantize
 
@@ -214,6 +224,39 @@ def test_image_bits_per_dim_agrees_with_glow(rng: torch.Generator, tiny_glow: Gl
     assert len(set(per_image.tolist())) == 7  # images differ, and so do their scores
 
 
+def test_image_bits_per_dim_of_8_bit_images_uses_the_models_dequantizer(
+    rng: torch.Generator, make_tiny_glow
+) -> None:
+    model = perturb(make_tiny_glow(dequantizer=2, dequantizer_hidden=4), 0.05)
+    images = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8, generator=rng)
+    per_image = image_bits_per_dim(model, images, 2, torch.Generator().manual_seed(3))
+    # by hand: the dequantizer's u and log q, drawn with the same noise, batch by batch
+    generator, nats = torch.Generator().manual_seed(3), []
+    with torch.no_grad():
+        for part in images.split(2):
+            u, log_q = model.dequantizer(part, generator)
+            nats.append(model.log_prob(u) - log_q)
+    by_hand = (-torch.cat(nats) / 784 + math.log(256)) / math.log(2)
+    torch.testing.assert_close(per_image, by_hand, rtol=1e-5, atol=1e-5)
+    # the model card's figure is the mean of the same scores
+    assert float(per_image.mean()) == pytest.approx(model.bits_per_dim(images, 2, 3), rel=1e-5)
+    # uniform noise is another (looser for a trained dequantizer) bound: not the same number
+    uniform = image_bits_per_dim(model, dequantize(images, torch.Generator().manual_seed(3)))
+    assert not torch.allclose(per_image, uniform)
+
+
+def test_image_bits_per_dim_of_8_bit_images_without_a_dequantizer(
+    rng: torch.Generator, tiny_glow: Glow
+) -> None:
+    images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8, generator=rng)
+    torch.testing.assert_close(
+        image_bits_per_dim(tiny_glow, images, generator=torch.Generator().manual_seed(1)),
+        image_bits_per_dim(tiny_glow, dequantize(images, torch.Generator().manual_seed(1))),
+    )
+    with pytest.raises(ValueError, match="has no dequantized_log_prob"):
+        image_bits_per_dim(tiny_glow.flow, images)
+
+
 def test_image_bits_per_dim_bad_inputs(tiny_glow: Glow) -> None:
     model = tiny_glow
     with pytest.raises(ValueError, match=r"x must have shape \(n, C, H, W\).*got \(28, 28\)"):
@@ -257,3 +300,64 @@ def test_figures_draw_and_label() -> None:
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels[0] == f"score: AUC {auc_against(a, b):.3f}"
     plt.close(fig)
+
+
+def test_lesson_figures_draw_what_they_are_given(rng: torch.Generator) -> None:
+    sets = ["in", "out"]
+    bpd = {k: torch.randn(60, generator=rng) + i for i, k in enumerate(sets)}
+    complexity = {k: torch.rand(60, generator=rng) * 5 for k in sets}
+    bpd["out"][0] = 20.0  # above the axes: the title counts it
+    fig = complexity_scatter(complexity, bpd, limit=12.0)
+    assert "1 image(s) above 12 bits/dim not shown" in fig.axes[0].get_title()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="bpd must name the sets"):
+        complexity_scatter(complexity, {"in": bpd["in"]})
+    fig = remedy_histograms(bpd, {k: v.abs() for k, v in bpd.items()}, 3.0)
+    assert len(fig.axes) == 2 and "3.00" in fig.axes[1].get_xlabel()
+    plt.close(fig)
+    fig = typicality_curves([1, 5, 10], {"out": [0.6, 0.8, 0.9]}, title="t")
+    assert list(fig.axes[0].lines[0].get_ydata()) == [0.6, 0.8, 0.9]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="has 2 values for 3 group sizes"):
+        typicality_curves([1, 5, 10], {"out": [0.6, 0.8]})
+    fig = roc_panels({"raw": bpd, "neg": {k: -v for k, v in bpd.items()}}, "in", ["out"])
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    auc = auc_against(bpd["in"], bpd["out"])
+    assert labels[:2] == [f"raw: AUC {auc:.3f}", f"neg: AUC {1 - auc:.3f}"]
+    plt.close(fig)
+    fig = temperature_figure(
+        {"T = 1": [0.1] * 10, "T = 0.7": [0.2] * 5 + [0.0] * 5},
+        FASHION_CLASSES,
+        {"row": torch.rand(10, 1, 28, 28, generator=rng)},
+    )
+    bars = [p.get_height() for p in fig.axes[0].patches]
+    assert bars == [0.1] * 10 + [0.2] * 5 + [0.0] * 5
+    plt.close(fig)
+    assert bulk_range({"a": [0.0, 1.0, 2.0]}, tail=0.0) == (-0.2, 2.2)
+
+
+def test_nearest_neighbour_labels_vote(rng: torch.Generator) -> None:
+    # two clusters of 8-pixel "images", labelled 0 and 1, and queries near each
+    centres = torch.stack([torch.zeros(8), torch.ones(8)])
+    reference = centres.repeat_interleave(10, 0) + 0.1 * torch.randn(20, 8, generator=rng)
+    labels = torch.tensor([0] * 10 + [1] * 10)
+    queries = centres + 0.1 * torch.randn(2, 8, generator=rng)
+    got = nearest_neighbour_labels(queries.view(2, 1, 2, 4), reference.view(20, 1, 2, 4), labels)
+    assert got.tolist() == [0, 1]
+    # one mislabelled neighbour is outvoted with k = 5, but decides alone with k = 1
+    labels[reference[:10].sub(queries[0]).norm(dim=1).argmin()] = 1
+    images, ref = queries.view(2, 1, 2, 4), reference.view(20, 1, 2, 4)
+    assert nearest_neighbour_labels(images, ref, labels, k=5).tolist() == [0, 1]
+    assert nearest_neighbour_labels(images, ref, labels, k=1).tolist() == [1, 1]
+    # uint8 images are compared as [0, 1] floats
+    u8 = (reference.clamp(0, 1) * 255).round().to(torch.uint8).view(20, 1, 2, 4)
+    torch.testing.assert_close(
+        nearest_neighbour_labels(u8, u8, labels, batch_size=3),
+        nearest_neighbour_labels(u8.float() / 255, u8.float() / 255, labels),
+    )
+    with pytest.raises(ValueError, match="k must be at most"):
+        nearest_neighbour_labels(images, ref, labels, k=21)
+    with pytest.raises(ValueError, match=r"labels must have shape \(20,\)"):
+        nearest_neighbour_labels(images, ref, labels[:5])
+    with pytest.raises(ValueError, match="images have 8 pixels each but reference images 4"):
+        nearest_neighbour_labels(images, ref[:, :, :1], labels)

@@ -7,7 +7,9 @@ temperature slider and the steps slider, click Train, and check that the
 panel's picture changed and that no cell shows an error; open lesson 01 and
 move its skew slider; open lesson 02, move its layer slider, then train a
 one-coupling flow with its Train button; open lesson 10, move the detector's
-threshold, pick another score, and change typicality's group size.
+threshold, pick another score, and change typicality's group size. JupyterLab runs with the
+course's defaults as ``make lab`` installs them, and lesson 01 opens without JupyterLab's
+prompt about its news.
 
 Screenshots go to ``COURSE_BROWSER_ARTIFACTS`` (default
 ``.cache/test/browser-artifacts``); the path is printed. Without Chromium or
@@ -17,6 +19,7 @@ it fails instead.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -27,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from labserver import free_port, serving
+from labserver import free_port, get, install_lab_settings, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
@@ -39,6 +42,8 @@ LESSONS = (
 )
 # The notebook in front: JupyterLab keeps earlier notebooks open in hidden tabs.
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+NOTIFICATION = "@jupyterlab/apputils-extension:notification"
+NEWS_PROMPT = "get notified about official Jupyter news"
 ERROR_OUTPUT = '[data-mime-type="application/vnd.jupyter.error"]'
 STDERR_OUTPUT = '[data-mime-type="application/vnd.jupyter.stderr"]'
 
@@ -90,12 +95,9 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
         JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
     )
-    # No "get notified about Jupyter news?" toast over the notebook.
-    settings = tmp / "settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(
-        '{"fetchNews": "false", "checkForUpdates": false}'
-    )
+    # The course's JupyterLab defaults, installed as `make lab` installs them (no "get notified
+    # about official Jupyter news?" prompt); the user settings folder above starts empty.
+    app_settings = install_lab_settings(tmp / "env")
     env.pop("MPLBACKEND", None)  # the kernel's inline backend draws the figures
     from conftest import DATA_DIR
 
@@ -112,6 +114,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         "--ServerApp.ip=127.0.0.1",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={notebooks}",
+        f"--LabApp.app_settings_dir={app_settings}",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
@@ -262,6 +265,13 @@ def test_lesson_01_slider_in_a_browser(server, browser, artifacts: Path) -> None
     base, token = server
     with _page(browser, artifacts) as page:
         _open_and_run_all(page, base, token, LESSONS[0], timeout_s=90)
+        # The first lesson, not JupyterLab's news prompt, is what a learner sees first.
+        # The served schema carries the course's default ("false", never), as no user setting
+        # is written; without it JupyterLab shows the prompt within seconds of opening.
+        code, body = get(f"{base}/lab/api/settings/{NOTIFICATION}", token)
+        assert code == 200, body[:300]
+        assert json.loads(body)["schema"]["properties"]["fetchNews"]["default"] == "false"
+        assert page.get_by_text(NEWS_PROMPT).count() == 0, "JupyterLab asks about its news"
         panel = page.locator(f"{PANEL} .widget-vbox", has=page.locator("text=Warp a Gaussian")).last
         panel.scroll_into_view_if_needed()
         image = panel.locator(".widget-output img").first

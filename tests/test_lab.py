@@ -6,13 +6,40 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
 from pathlib import Path
 
+import jupyterlab
 import pytest
-from labserver import free_port, get, serving
+from jupyterlab_server.settings_utils import _get_overrides
+from labserver import free_port, get, install_lab_settings, make_env, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSON = "01_change_of_variables.ipynb"
+NOTIFICATION = "@jupyterlab/apputils-extension:notification"
+
+
+def test_make_lab_installs_the_setting_that_silences_the_news_prompt(tmp_path: Path) -> None:
+    settings = install_lab_settings(tmp_path / "venv")
+    # read back by JupyterLab's own reader of an environment's defaults
+    overrides, error = _get_overrides(str(settings))
+    assert not error, error
+    assert overrides[NOTIFICATION]["fetchNews"] == "false"
+    # "false" is "Never" in the setting's schema ("none", the default, asks the learner)
+    schema = Path(jupyterlab.__file__).parent / "schemas" / NOTIFICATION.replace(":", "/")
+    fetch_news = json.loads(schema.with_suffix(".json").read_text())["properties"]["fetchNews"]
+    titles = {choice["const"]: choice["title"] for choice in fetch_news["oneOf"]}
+    assert titles["false"] == "Never" and fetch_news["default"] == "none"
+    # and `make lab` runs that step (a dry run lists the commands it would run)
+    venv = tmp_path / "other-venv"
+    planned = subprocess.run(
+        [shutil.which("make") or "make", "-n", "-C", str(ROOT), "lab", f"VENV={venv}"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=make_env(),
+    ).stdout
+    assert f"{venv}/share/jupyter/lab/settings/overrides.d/" in planned, planned
 
 
 @pytest.mark.slow

@@ -1,9 +1,12 @@
-"""Lesson 10's exercises: the ROC-AUC by counting pairs, a compressor's code length, typicality.
+"""Lesson 10's exercises: the ROC-AUC by counting pairs, a compressor's code length, typicality,
+and a per-pixel model's code length.
 
 The oracles: for the AUC, every (OOD, normal) pair counted by brute force
 (ties count one half), so a learner's rank formula is checked against the
 definition; for zlib, the standard library's own ``zlib.compress`` length; for
-typicality, the grouping written out group by group with the same shuffle.
+typicality, the grouping written out group by group with the same shuffle; for
+the per-pixel model, the counts of each pixel's values taken one position and
+one value at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ __all__ = [
     "auc_reference",
     "zlib_bits_per_dim_reference",
     "typicality_reference",
+    "pixel_bits_per_dim_reference",
 ]
 
 Tensor = torch.Tensor
@@ -222,3 +226,107 @@ def _check_typicality(fn) -> None:
     straddle = torch.tensor([2.0, 4.0])
     got = fn(straddle, 3.0, 2, torch.Generator().manual_seed(0))
     expect_close(got, torch.tensor([0.0]), "typicality of the group [2, 4] around reference 3")
+
+
+# ----------------------------------------------------- 10.4 a per-pixel model
+
+
+def _pixel_counts(train_images, images) -> tuple[Tensor, Tensor]:
+    """``counts[d, v]``: training images with value ``v`` at position ``d``; and ``images`` as
+    ``(n, D)`` int64."""
+    train = torch.as_tensor(train_images).to(torch.int64).reshape(len(train_images), -1)
+    counts = torch.zeros(train.shape[1], 256, dtype=torch.float64)
+    counts.scatter_add_(1, train.T, torch.ones(train.T.shape, dtype=torch.float64))
+    return counts, torch.as_tensor(images).to(torch.int64).reshape(len(images), -1)
+
+
+def pixel_bits_per_dim_reference(train_images, images, alpha: float = 1.0) -> Tensor:
+    """Bits/dim of ``images`` under one smoothed 256-value histogram per pixel position.
+
+    ``P_d(v) = (count of v at position d in train_images + alpha) / (n_train + 256 alpha)``,
+    and an image's code length is ``-Σ_d log2 P_d(k_d)`` divided by the number of pixels.
+    """
+    counts, x = _pixel_counts(train_images, images)
+    log2_p = torch.log2((counts + alpha) / (len(train_images) + 256 * alpha))  # (D, 256)
+    return -log2_p.gather(1, x.T).sum(0) / x.shape[1]
+
+
+def _pixel_in_nats(train_images, images, alpha: float = 1.0) -> Tensor:
+    """Natural logarithms: nats per dimension, not bits."""
+    return pixel_bits_per_dim_reference(train_images, images, alpha) * np.log(2)
+
+
+def _pixel_one_histogram(train_images, images, alpha: float = 1.0) -> Tensor:
+    """One histogram of all pixels pooled: it forgets where in the image a value is."""
+    train = torch.as_tensor(train_images).to(torch.int64).flatten()
+    x = torch.as_tensor(images).to(torch.int64).reshape(len(images), -1)
+    counts = torch.bincount(train, minlength=256).double()
+    log2_p = torch.log2((counts + alpha) / (len(train) + 256 * alpha))
+    return -log2_p[x].sum(1) / x.shape[1]
+
+
+def _pixel_unnormalised(train_images, images, alpha: float = 1.0) -> Tensor:
+    """Adds alpha to the counts but not 256·alpha to the total: the probabilities sum above 1."""
+    counts, x = _pixel_counts(train_images, images)
+    log2_p = torch.log2((counts + alpha) / (len(train_images) + alpha))
+    return -log2_p.gather(1, x.T).sum(0) / x.shape[1]
+
+
+def _pixel_mean_not_sum(train_images, images, alpha: float = 1.0) -> Tensor:
+    """Divides the code length by the number of pixels twice: bits per dimension per dimension."""
+    x = torch.as_tensor(images)
+    return pixel_bits_per_dim_reference(train_images, images, alpha) / x[0].numel()
+
+
+@exercise(
+    "10.4",
+    "a per-pixel model's code length",
+    reference=pixel_bits_per_dim_reference,
+    wrong=[_pixel_in_nats, _pixel_one_histogram, _pixel_unnormalised, _pixel_mean_not_sum],
+    hint=(
+        "Think of one die with 256 faces per pixel position, its face probabilities counted from "
+        "the training images. Flatten both sets to `(n, D)` int64. Count: "
+        "`counts = torch.zeros(D, 256)` and `counts[d, v]` = how many training images have value "
+        "`v` at position `d` (`counts.scatter_add_(1, train.T, torch.ones(train.T.shape))` does "
+        "them all). Smooth and normalise: `(counts + alpha) / (n_train + 256 * alpha)`. An "
+        "image's code length is `-log2 P` summed over its pixels: "
+        "`-log2_p.gather(1, x.T).sum(0)`; divide by D."
+    ),
+    answer=(
+        "`counts = zeros(D, 256).scatter_add_(1, train.T, ones)`, "
+        "`log2_p = log2((counts + alpha) / (n_train + 256 * alpha))`, then "
+        "`-log2_p.gather(1, x.T).sum(0) / D`. Without the smoothing, a value never seen at a "
+        "position costs infinitely many bits; one pooled histogram forgets where the background "
+        "is, which is all this baseline knows."
+    ),
+)
+def _check_pixel_model(fn) -> None:
+    g = torch.Generator().manual_seed(0)
+    train = torch.zeros(40, 1, 4, 4, dtype=torch.uint8)
+    train[:, :, 1:3, 1:3] = torch.randint(100, 256, (40, 1, 2, 2), generator=g, dtype=torch.uint8)
+    train[::3, :, 0, 0] = 255  # a corner that is sometimes bright
+    images = torch.zeros(5, 1, 4, 4, dtype=torch.uint8)
+    images[1] = 255  # bright where the training images never are
+    images[2, :, 1:3, 1:3] = train[0, :, 1:3, 1:3]
+    images[3] = torch.randint(0, 256, (1, 4, 4), generator=g, dtype=torch.uint8)
+    images[4] = train[3]
+    for alpha in (1.0, 0.5):
+        got = fn(train.clone(), images.clone(), alpha)
+        expect(
+            isinstance(got, Tensor | np.ndarray | list | tuple),
+            f"return one code length per image (a tensor), got {type(got).__name__}",
+        )
+        got = torch.as_tensor(got, dtype=torch.float64)
+        expect(got.shape == (5,), f"return one value per image: shape (5,), got {tuple(got.shape)}")
+        expect(
+            bool(torch.isfinite(got).all()),
+            "a code length is infinite: a value never seen at a position needs the smoothing "
+            "alpha, so that no probability is zero",
+        )
+        expect_close(
+            got,
+            pixel_bits_per_dim_reference(train, images, alpha),
+            f"bits/dim of 5 test images (4x4) under the histograms of 40 images, alpha {alpha}",
+            atol=1e-6,
+            rtol=0,
+        )

@@ -17,7 +17,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from course_utils.anomaly import ArrayLike, _scores, auc_against, score_histograms, typicality
+from course_utils.anomaly import ArrayLike, auc_against, check_scores, typicality
+from course_utils.anomaly_plots import score_histograms
 from course_utils.core.checks import check_int
 from course_utils.core.widgets import Panel, PanelGroup, slider
 
@@ -49,7 +50,7 @@ def flag_rates(scores: Mapping[str, ArrayLike], threshold: float) -> dict[str, f
     if not np.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number, got {threshold}")
     return {
-        name: float((_scores(f"scores[{name!r}]", v) > threshold).mean())
+        name: float((check_scores(f"scores[{name!r}]", v) > threshold).mean())
         for name, v in scores.items()
     }
 
@@ -67,7 +68,7 @@ def threshold_figure(
         scores: set name → ``(n,)`` scores, the in-distribution set first.
         threshold: images scoring above it are flagged as anomalies.
         xlabel: the score's name.
-        xlim, ymax: passed to :func:`course_utils.anomaly.score_histograms`.
+        xlim, ymax: passed to :func:`course_utils.anomaly_plots.score_histograms`.
 
     Returns:
         The figure; its title gives the false positive rate and every set's
@@ -211,14 +212,14 @@ def anomaly_panel(
         raise ValueError("scores is empty; give at least one score")
     ranges = {}
     for label, sets in scores.items():
-        pooled = np.concatenate([_scores(f"{label}[{n!r}]", v) for n, v in sets.items()])
+        pooled = np.concatenate([check_scores(f"{label}[{n!r}]", v) for n, v in sets.items()])
         ranges[label] = (float(np.quantile(pooled, 0.001)), float(np.quantile(pooled, 0.999)))
     first = next(iter(scores))
     lo, hi = ranges[first]
     menu = W.Dropdown(options=list(scores), value=first, description="score")
 
     def median(label: str) -> float:  # of the in-distribution set: half of it flagged
-        return float(np.median(_scores("in", next(iter(scores[label].values())))))
+        return float(np.median(check_scores("in", next(iter(scores[label].values())))))
 
     threshold = slider(median(first), lo, hi, (hi - lo) / 200, "threshold")
 
@@ -237,7 +238,9 @@ def anomaly_panel(
     # score's range when the panel redraws
     menu.observe(retarget, names="value")
     threshold_panel = Panel(draw, {"score": menu, "threshold": threshold}, title="Threshold")
-    n = min(len(_scores("in_bpd", in_bpd)), *(len(_scores(k, v)) for k, v in out_bpd.items()))
+    n = min(
+        len(check_scores("in_bpd", in_bpd)), *(len(check_scores(k, v)) for k, v in out_bpd.items())
+    )
     groups = Panel(
         lambda group_size: typicality_groups_figure(in_bpd, out_bpd, reference, group_size),
         {
