@@ -105,6 +105,7 @@ def test_lesson_figures(cnf) -> None:
         "t = 0.5, 8 RK4 steps",
         "t = 1, 8 RK4 steps",
     ]
+    assert fig.axes[4].get_title().startswith("|difference|: largest")  # the third row
     assert fig.axes[0].get_xticklabels()  # coordinates shown
     fig = cp.trajectories_figure(movie, times=(0.0, 1.0), steps=4, n=15)
     assert len(fig.axes) == 4

@@ -22,6 +22,7 @@ from course_utils.flows2d.inference import (
     Planar,
     Radial,
     evaluate_vi,
+    fit_both_ways,
     fit_reverse_kl,
     planar_flow,
     radial_flow,
@@ -284,6 +285,7 @@ def test_logistic_posterior_grid_mean_is_near_the_truth_with_much_data():
         (lambda: fit_reverse_kl(planar_flow(1), lambda z: -u1(z), steps=0), "positive"),
         (lambda: log_z_closed_form("U1"), "no closed form"),
         (lambda: Planar(0), "dim must be positive"),
+        (lambda: fit_both_ways(two_modes(4.0), steps=0), "steps"),
     ],
 )
 def test_bad_inputs_give_clear_errors(call, match):
@@ -301,3 +303,18 @@ def test_two_modes_sit_where_asked_and_are_normalised() -> None:
         two_modes(-1.0)
     with pytest.raises(ValueError, match="std"):
         two_modes(2.0, std=0.0)
+
+
+def test_fit_both_ways_reverse_kl_seeks_one_mode_forward_kl_covers_both() -> None:
+    target = two_modes(6.0)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    fits = fit_both_ways(target, steps=300, seed=0)
+    torch.testing.assert_close(torch.rand(3), expected)  # the caller's random stream is kept
+    left = {}
+    for label, flow in fits.items():
+        x = flow.sample(4000, generator=torch.Generator().manual_seed(1))
+        left[label] = (x[:, 0] < -1.0).float().mean().item()  # -1: half-way between the modes
+    assert min(left["reverse KL"], 1 - left["reverse KL"]) < 0.05  # one mode only
+    assert 0.25 < left["forward KL"] < 0.75  # both modes

@@ -58,6 +58,8 @@ def test_fit_energy_measures_the_kl_it_reaches() -> None:
         ipn.fit_energy("U5")
     with pytest.raises(ValueError, match="anneal must be a share"):
         ipn.fit_energy("U1", anneal=1.0)
+    with pytest.raises(ValueError, match="lr"):
+        ipn.fit_energy("U1", lr=0.0)
 
 
 def test_energy_panel_trains_only_when_train_is_pressed() -> None:
@@ -65,11 +67,12 @@ def test_energy_panel_trains_only_when_train_is_pressed() -> None:
     assert p.runs == 1 and p.button.description == "Train"
     p.controls["name"].value = "U2"
     p.controls["n_layers"].value = 2
+    p.controls["lr"].value = 1e-2
     assert p.runs == 1  # no training on a control change
     p.button.click()
     assert p.runs == 2
     title = p.last_figure._suptitle.get_text()
-    assert title.startswith("U2: KL(q‖p)") and "20 steps" in title
+    assert title.startswith("U2: KL(q‖p)") and "20 steps at learning rate 0.01" in title
     assert "K = 2" in p.last_figure.axes[1].get_title()
     plt.close("all")
 
@@ -121,6 +124,6 @@ def test_figures_and_fits_leave_the_lessons_random_stream_alone() -> None:
     torch.manual_seed(7)
     ipn.planar_fold_figure()
     ipn.fit_energy("U1", n_layers=1, steps=5, n_eval=100)
-    ipn.fit_both_ways(targets.two_modes(4.0), steps=3)
+    ipn.mode_seeking_panel_figure(4.0, steps=3)
     torch.testing.assert_close(torch.rand(3), before)
     plt.close("all")

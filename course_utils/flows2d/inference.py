@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course_utils.core.checks import check_int
 from course_utils.core.train import History, train
-from course_utils.flows2d.flows import Flow, StandardNormal, _check_vectors
+from course_utils.flows2d.flows import Flow, StandardNormal, _check_vectors, realnvp
 from course_utils.flows2d.targets import LogDensity, evaluate_log_density
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "fit_reverse_kl",
     "VIEstimate",
     "evaluate_vi",
+    "fit_both_ways",
 ]
 
 Tensor = torch.Tensor
@@ -486,3 +488,56 @@ def evaluate_vi(
         ess_fraction=float(ess),
         n_samples=n,
     )
+
+
+def fit_both_ways(
+    target, steps: int = 400, seed: int = 0, batch_size: int = 256, lr: float = 3e-3
+) -> dict[str, Flow]:
+    """The same RealNVP (4 couplings of 32 units), fitted by reverse KL and by forward KL.
+
+    Both start from the same initial weights and take ``steps`` Adam steps of
+    ``batch_size`` points: reverse KL on samples of the flow (:func:`fit_reverse_kl`),
+    forward KL (maximum likelihood) on ``steps × batch_size`` fresh samples of the
+    target. Torch's global random state is left as it was.
+
+    Args:
+        target: a normalised target with ``log_prob`` and ``sample``, e.g.
+            :func:`course_utils.flows2d.targets.two_modes`.
+        steps: optimisation steps of each fit.
+        seed: seeds the initial weights and the samples.
+        batch_size: points per step.
+        lr: Adam's initial learning rate (cosine decay for reverse KL, constant for forward KL).
+
+    Returns:
+        ``{"reverse KL": flow, "forward KL": flow}``.
+    """
+    steps = check_int("steps", steps, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    with torch.random.fork_rng(devices=[]):
+        fits = {}
+        for label in ("reverse KL", "forward KL"):
+            torch.manual_seed(seed)  # the same initial weights for both
+            fits[label] = realnvp(2, n_couplings=4, hidden=32)
+        fit_reverse_kl(
+            fits["reverse KL"],
+            target.log_prob,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            progress=False,
+        )
+        torch.manual_seed(seed)
+        data = target.sample((steps * batch_size,))
+        train(
+            fits["forward KL"],
+            lambda m, x: m.forward_kld(x),
+            data,
+            epochs=1,
+            batch_size=batch_size,
+            lr=lr,
+            device="cpu",
+            progress=False,
+            seed=seed,
+        )
+    return fits

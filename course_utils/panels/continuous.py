@@ -233,21 +233,39 @@ def steps_comparison_figure(
     steps: Sequence[int] = (8, 32),
     n=80,
 ) -> Figure:
-    """``p_t`` at ``times`` (columns), solved with each number of ``steps`` (rows).
+    """``p_t`` at ``times`` (columns) solved with each number of ``steps`` (rows); a difference.
 
-    The rows of a column share one colour scale, so equal pictures mean equal densities.
+    The rows of a column share one colour scale, so equal pictures mean equal
+    densities. The last row is ``|p_t(first steps) − p_t(last steps)|`` on a colour
+    scale of its own (shared by the row), its title the largest difference as a
+    share of the peak of ``p_t(last steps)``.
     """
     fig, axes = plt.subplots(
-        len(steps),
+        len(steps) + 1,
         len(times),
-        figsize=(3.1 * len(times), 3.0 * len(steps)),
+        figsize=(3.1 * len(times), 3.0 * (len(steps) + 1)),
         layout="constrained",
         squeeze=False,
     )
+    gaps = [
+        np.abs(movie.density(t, steps[0], n).density - movie.density(t, steps[-1], n).density)
+        for t in times
+    ]
+    gap_top = max(max(float(g.max()) for g in gaps), 1e-12)
     for col, t in enumerate(times):
         top = max(float(movie.density(t, k, n).density.max()) for k in steps)
         for row, k in enumerate(steps):
             _draw_density(axes[row, col], movie.density(t, k, n), f"t = {t:g}, {k} RK4 steps", top)
+        ax = axes[-1, col]
+        g = movie.density(t, steps[-1], n)
+        mesh = ax.pcolormesh(g.xx, g.yy, gaps[col], cmap="Greys", vmin=0, vmax=gap_top)
+        ax.set(aspect="equal", xlabel="$x_1$", ylabel="$x_2$")
+        ax.set_title(
+            f"|difference|: largest {100 * float(gaps[col].max() / g.density.max()):.2f} % of peak",
+            fontsize=9,
+        )
+        show_ticks(ax)
+    fig.colorbar(mesh, ax=axes[-1, :].tolist(), shrink=0.8, label="|difference| of densities")
     return fig
 
 

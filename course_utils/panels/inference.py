@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from course_utils.core.checks import check_float, check_int
 from course_utils.core.plots import PALETTE, density_contour, grid_2d, sample_scatter, show_ticks
-from course_utils.core.train import History, train
+from course_utils.core.train import History
 from course_utils.core.widgets import Panel, panel, slider
 from course_utils.flows2d import flows, inference, targets
 
@@ -41,7 +41,6 @@ __all__ = [
     "potentials_fit_figure",
     "posterior_figure",
     "hdr_levels",
-    "fit_both_ways",
     "mode_masses",
     "mode_seeking_figure",
     "mode_seeking_panel_figure",
@@ -215,6 +214,7 @@ def fit_energy(
     steps: int = 400,
     seed: int = 0,
     n_eval: int = 5000,
+    lr: float = 5e-2,
 ) -> EnergyFit:
     """Fit ``inference.planar_flow(n_layers)`` to an energy by reverse KL (the lesson's recipe).
 
@@ -222,9 +222,10 @@ def fit_energy(
         name: ``"U1"`` to ``"U4"``.
         n_layers: planar layers ``K``.
         anneal: the share of the steps during which ``β`` rises from 0.01 to 1.
-        steps: optimisation steps (batches of 256, Adam at 1e-2 with a cosine decay).
+        steps: optimisation steps (batches of 256, Adam with a cosine decay).
         seed: seeds the initial flow and the samples.
         n_eval: samples for the ELBO and the ESS.
+        lr: Adam's initial learning rate (the lesson's 5e-2 by default).
 
     Returns:
         An :class:`EnergyFit`.
@@ -232,6 +233,7 @@ def fit_energy(
     log_target = energy(name)
     steps = check_int("steps", steps, minimum=1)
     anneal = check_float("anneal", anneal, minimum=0.0)
+    lr = check_float("lr", lr, positive=True)
     if anneal >= 1:
         raise ValueError(f"anneal must be a share of the steps below 1, got {anneal}")
     torch.manual_seed(seed)
@@ -243,7 +245,7 @@ def fit_energy(
         log_target,
         steps=steps,
         batch_size=256,
-        lr=1e-2,
+        lr=lr,
         anneal_steps=anneal_steps,
         seed=seed,
         progress=False,
@@ -255,10 +257,15 @@ def fit_energy(
 
 
 def energy_fit_figure(
-    name: str = "U1", n_layers: int = 16, anneal: float = 0.25, steps: int = 400, seed: int = 0
+    name: str = "U1",
+    n_layers: int = 16,
+    anneal: float = 0.25,
+    steps: int = 400,
+    seed: int = 0,
+    lr: float = 5e-2,
 ) -> Figure:
     """Fit (:func:`fit_energy`), then draw target, flow density, samples and the KL curve."""
-    fit = fit_energy(name, n_layers, anneal, steps, seed)
+    fit = fit_energy(name, n_layers, anneal, steps, seed, lr=lr)
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), layout="constrained")
     log_target = energy(name)
 
@@ -292,7 +299,7 @@ def energy_fit_figure(
     ax.legend(frameon=False, fontsize=8)
     fig.suptitle(
         f"{name}: KL(q‖p) = {fit.kl:.3f} nats, ESS {fit.estimate.ess_fraction:.2f}, "
-        f"{steps} steps in {fit.seconds:.1f} s",
+        f"{steps} steps at learning rate {lr:g} in {fit.seconds:.1f} s",
         fontsize=11,
     )
     return fig
@@ -312,7 +319,13 @@ def energy_panel(steps: int = 400) -> Panel:
             ),
             "n_layers": W.IntSlider(16, 1, 32, description="planar layers K", **style),
             "anneal": slider(0.25, 0.0, 0.5, 0.05, "annealing (share of steps)"),
-            "steps": W.IntSlider(steps, min(steps, 100), 600, 10, description="steps", **style),
+            "steps": W.IntSlider(steps, min(steps, 100), 1000, 10, description="steps", **style),
+            "lr": W.SelectionSlider(
+                options=[3e-3, 1e-2, 2e-2, 5e-2, 1e-1],
+                value=5e-2,
+                description="learning rate",
+                **style,
+            ),
             "seed": W.IntSlider(0, 0, 9, description="seed", **style),
         },
         button="Train",
@@ -440,56 +453,6 @@ def hdr_levels(log_prob_values, masses=(0.9, 0.5)) -> list[float]:
 # ------------------------------------------------------------------ mode seeking
 
 
-@_keeps_rng
-def fit_both_ways(
-    target, steps: int = 400, seed: int = 0, batch_size: int = 256, lr: float = 3e-3
-) -> dict[str, flows.Flow]:
-    """The same RealNVP (4 couplings of 32 units), fitted by reverse KL and by forward KL.
-
-    Both start from the same initial weights and take ``steps`` Adam steps of
-    ``batch_size`` points: reverse KL on samples of the flow (``fit_reverse_kl``),
-    forward KL (maximum likelihood) on ``steps × batch_size`` fresh samples of the target.
-
-    Args:
-        target: a normalised target with ``log_prob`` and ``sample``, e.g.
-            :func:`course_utils.flows2d.targets.two_modes`.
-        steps: optimisation steps of each fit.
-        seed: seeds the initial weights and the samples.
-        batch_size, lr: as in lesson 02.
-
-    Returns:
-        ``{"reverse KL": flow, "forward KL": flow}``.
-    """
-    steps = check_int("steps", steps, minimum=1)
-    fits = {}
-    for label in ("reverse KL", "forward KL"):
-        torch.manual_seed(seed)  # the same initial weights for both
-        fits[label] = flows.realnvp(2, n_couplings=4, hidden=32)
-    inference.fit_reverse_kl(
-        fits["reverse KL"],
-        target.log_prob,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        progress=False,
-    )
-    torch.manual_seed(seed)
-    data = target.sample((steps * batch_size,))
-    train(
-        fits["forward KL"],
-        lambda m, x: m.forward_kld(x),
-        data,
-        epochs=1,
-        batch_size=batch_size,
-        lr=lr,
-        device="cpu",
-        progress=False,
-        seed=seed,
-    )
-    return fits
-
-
 def mode_masses(fits: Mapping[str, flows.Flow], target, n: int = 20_000) -> dict[str, dict]:
     """For each fit: the share of its samples left of the midpoint, KL(q‖p) and KL(p‖q).
 
@@ -539,7 +502,7 @@ def mode_seeking_figure(
 
     Args:
         target: the two-mode target.
-        fits: label → flow fitted to it (:func:`fit_both_ways`).
+        fits: label → flow fitted to it (:func:`~course_utils.flows2d.inference.fit_both_ways`).
         masses: :func:`mode_masses` of the fits.
         gaussian: optional ``(correlated_target, {label: LocScale flow})``: the
             2-standard-deviation ellipses of diagonal Gaussians fitted to a correlated Gaussian.
@@ -568,11 +531,12 @@ def mode_seeking_figure(
     return fig
 
 
+@_keeps_rng
 def mode_seeking_panel_figure(separation: float = 6.0, steps: int = 300, seed: int = 0) -> Figure:
-    """Fit both ways (:func:`fit_both_ways`) to two modes ``separation`` apart, then draw them."""
+    """Fit both ways (``inference.fit_both_ways``) to two modes ``separation`` apart; draw them."""
     target = targets.two_modes(check_float("separation", separation, minimum=0.0))
     t0 = time.perf_counter()
-    fits = fit_both_ways(target, steps=steps, seed=seed)
+    fits = inference.fit_both_ways(target, steps=steps, seed=seed)
     seconds = time.perf_counter() - t0
     masses = mode_masses(fits, target, n=5000)
     fig = mode_seeking_figure(target, fits, masses)
