@@ -1,26 +1,25 @@
-"""Lesson 07's exercises: squeeze, uniform dequantization, and bits per dimension.
+"""Lesson 07's exercises: squeeze, ActNorm's data-dependent start, and a Glow block inverted.
 
 The oracles: ``normflows``' own ``Squeeze`` (its inverse squeezes) on random
-shapes, with a round trip through its forward; for dequantization the bins
-themselves (every value must fall in its integer's bin, the noise must be
-fresh and spread evenly inside the bin); for bits/dim hand computations from
-the definition, including the two values every learner can check in their
-head (a uniform density is 8 bits/dim).
+shapes, with a round trip through its forward; for ActNorm's initialisation
+``normflows``' own ``ActNorm`` started on the same batch, and what the start
+promises (every channel leaves with mean 0 and standard deviation 1); for a
+Glow block run from the data side, the round trip through the layers'
+``forward`` and the log-determinant of the brute-force autograd Jacobian.
 """
 
 from __future__ import annotations
-
-import math
 
 import normflows as nf
 import torch
 
 from course_utils.exercises import exercise, expect, expect_close
+from course_utils.glow.layers import glow_block
 
 __all__ = [
     "squeeze_reference",
-    "dequantize_reference",
-    "bits_per_dim_reference",
+    "actnorm_start_reference",
+    "encode_block_reference",
 ]
 
 Tensor = torch.Tensor
@@ -82,116 +81,197 @@ def _check_squeeze(fn) -> None:
         expect_close(squeezer.forward(got)[0], x, f"un-squeezing your {what}", atol=0, rtol=0)
 
 
-# ----------------------------------------------------------- 07.2 dequantization
+# ----------------------------------------------- 07.2 ActNorm's data-dependent start
 
 
-def dequantize_reference(k: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """``u = (k + v) / 256`` with ``v ~ U[0, 1)`` per pixel: 8-bit ``k`` into ``[0, 1)``."""
-    v = torch.rand(k.shape, generator=generator)
-    return (k.float() + v) / 256
+def actnorm_start_reference(h: Tensor) -> tuple[Tensor, Tensor]:
+    """``(t, s)``, each ``(1, C, 1, 1)``: ``(h − t)·e^{−s}`` has mean 0 and std 1 per channel."""
+    t = h.mean(dim=(0, 2, 3), keepdim=True)
+    s = torch.log(h.std(dim=(0, 2, 3), keepdim=True) + 1e-6)
+    return t, s
 
 
-def _dequantize_no_noise(k: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Only rescales: every image is a point, so a density can spike on it."""
-    return k.float() / 256
+def _actnorm_whole_batch(h: Tensor) -> tuple[Tensor, Tensor]:
+    """One mean and one spread for all channels together: the channels stay unequal."""
+    t = h.mean().expand(1, h.shape[1], 1, 1)
+    return t, torch.log(h.std() + 1e-6).expand(1, h.shape[1], 1, 1)
 
 
-def _dequantize_by_255(k: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Divides by 255: the bins overlap and the top bin leaves [0, 1)."""
-    return (k.float() + torch.rand(k.shape, generator=generator)) / 255
+def _actnorm_per_position(h: Tensor) -> tuple[Tensor, Tensor]:
+    """Statistics over the batch only: one per pixel, not one per channel."""
+    return h.mean(dim=0, keepdim=True), torch.log(h.std(dim=0, keepdim=True) + 1e-6)
 
 
-def _dequantize_same_noise(k: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """One noise value for the whole batch: the bins are not filled evenly."""
-    v = torch.rand((), generator=generator)
-    return (k.float() + v) / 256
+def _actnorm_sign(h: Tensor) -> tuple[Tensor, Tensor]:
+    """The log-scale of the latent → data direction: divides by the spread twice over."""
+    t, s = actnorm_start_reference(h)
+    return t, -s
+
+
+def _actnorm_no_log(h: Tensor) -> tuple[Tensor, Tensor]:
+    """The spread itself as the log-scale."""
+    t, s = actnorm_start_reference(h)
+    return t, s.exp()
 
 
 @exercise(
     "07.2",
-    "uniform dequantization",
-    reference=dequantize_reference,
-    wrong=[_dequantize_no_noise, _dequantize_by_255, _dequantize_same_noise],
+    "ActNorm's data-dependent start",
+    reference=actnorm_start_reference,
+    wrong=[_actnorm_whole_batch, _actnorm_per_position, _actnorm_sign, _actnorm_no_log],
     hint=(
-        "Draw `v = torch.rand(k.shape, generator=generator)`, one independent value in [0, 1) "
-        "per pixel, add it to `k.float()` and divide by 256 (there are 256 bins of width 1/256)."
+        "ActNorm has one shift and one scale per channel, so its statistics are taken over "
+        "everything but the channel axis: the batch and both image axes. From the data side "
+        "the layer computes `(h - t) * exp(-s)`: which `t` makes every channel's mean 0, and "
+        "which `s` makes its standard deviation 1? In code: `h.mean(dim=(0, 2, 3), "
+        "keepdim=True)`, and the log of `h.std(...)` over the same axes."
     ),
     answer=(
-        "`(k.float() + torch.rand(k.shape, generator=generator)) / 256`. Dividing by 255 makes "
-        "the bins overlap; noise shared across pixels does not fill each bin evenly."
+        "`t = h.mean(dim=(0, 2, 3), keepdim=True)` and `s = torch.log(h.std(dim=(0, 2, 3), "
+        "keepdim=True) + 1e-6)`: per channel, over batch, rows and columns. This is what "
+        "normflows' `ActNorm.inverse` does on the first batch it sees; afterwards `t` and `s` "
+        "are ordinary parameters that training moves."
     ),
 )
-def _check_dequantize(fn) -> None:
-    k = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
-    k[0] = 255  # the top bin must stay below 1
-    k[1] = 0
-    u = fn(k, torch.Generator().manual_seed(0))
-    expect(isinstance(u, Tensor), f"the result should be a tensor, got {type(u).__name__}")
-    expect(u.shape == k.shape, f"the result has shape {tuple(u.shape)}, should be {tuple(k.shape)}")
-    expect(u.is_floating_point(), f"the result should be floating point, got {u.dtype}")
-    expect(bool((u >= 0).all() and (u < 1).all()), "every value should lie in [0, 1)")
-    expect(
-        torch.equal((u.double() * 256).floor().long(), k.long()),
-        "each value must stay in its integer's bin: floor(256 · u) should give k back",
-    )
-    again = fn(k, torch.Generator().manual_seed(1))
-    expect(not torch.equal(u, again), "another generator should give other noise")
-    frac = (u.double() * 256 - k.double()).flatten()  # the noise v itself
-    # v ~ U[0, 1): mean 1/2, variance 1/12, and no two pixels share it
-    expect(abs(frac.mean().item() - 0.5) < 0.01, "the noise should average 1/2 over the pixels")
-    expect(abs(frac.var().item() - 1 / 12) < 0.005, "the noise should be uniform in [0, 1)")
-    expect(
-        frac.view(len(k), -1).std(1).min().item() > 0.2,
-        "each pixel should get its own noise value",
-    )
+def _check_actnorm_start(fn) -> None:
+    g = torch.Generator().manual_seed(0)
+    for shape in [(16, 4, 14, 14), (8, 8, 7, 7)]:
+        # channels with very different means and spreads, as activations of a real batch have
+        c = shape[1]
+        h = torch.randn(shape, generator=g) * torch.linspace(0.2, 5.0, c).view(1, c, 1, 1)
+        h = h + torch.linspace(-3.0, 3.0, c).view(1, c, 1, 1)
+        got = fn(h.clone())
+        expect(
+            isinstance(got, tuple) and len(got) == 2,
+            "return the pair (t, s): the shift and the log-scale",
+        )
+        t, s = got
+        for name, v in (("t", t), ("s", s)):
+            expect(isinstance(v, Tensor), f"{name} should be a tensor, got {type(v).__name__}")
+            expect(
+                tuple(v.shape) == (1, c, 1, 1),
+                f"{name} should hold one value per channel, shape {(1, c, 1, 1)}, "
+                f"got {tuple(v.shape)}",
+            )
+        out = (h - t) * torch.exp(-s)
+        expect_close(
+            out.mean(dim=(0, 2, 3)),
+            torch.zeros(c),
+            f"the mean of every channel of (h - t)·exp(-s), input {shape}",
+            atol=1e-3,
+        )
+        expect_close(
+            out.std(dim=(0, 2, 3)),
+            torch.ones(c),
+            f"the standard deviation of every channel of (h - t)·exp(-s), input {shape}",
+            atol=1e-3,
+        )
+        layer = nf.flows.ActNorm((c, 1, 1))
+        layer.inverse(h)  # normflows starts its ActNorm on the first batch it sees
+        expect_close(s, layer.s.detach(), "s against normflows' ActNorm started on h", atol=1e-3)
+        expect_close(t, layer.t.detach(), "t against normflows' ActNorm started on h", atol=1e-3)
 
 
-# ---------------------------------------------------------- 07.3 bits per dimension
+# --------------------------------------------------- 07.3 a Glow block, data side
 
 
-def bits_per_dim_reference(log_p: Tensor, num_dims: int) -> Tensor:
-    """Bits/dim from ``log p(u)`` in nats: ``(-log p / D + log 256) / log 2``."""
-    return (-log_p / num_dims + math.log(256)) / math.log(2)
+def encode_block_reference(block: list, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(z, log_det)``: each layer's ``inverse``, last listed first; log-dets summed."""
+    log_det = torch.zeros(len(x))
+    for layer in reversed(block):
+        x, ld = layer.inverse(x)
+        log_det = log_det + ld
+    return x, log_det
 
 
-def _bpd_without_log_256(log_p: Tensor, num_dims: int) -> Tensor:
-    """Forgets the ``D log 256`` of the change from [0, 256) to [0, 1)."""
-    return -log_p / (num_dims * math.log(2))
+def _encode_in_list_order(block: list, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Runs the inverses in the listed order: ActNorm last instead of first."""
+    log_det = torch.zeros(len(x))
+    for layer in block:
+        x, ld = layer.inverse(x)
+        log_det = log_det + ld
+    return x, log_det
 
 
-def _bpd_in_nats(log_p: Tensor, num_dims: int) -> Tensor:
-    """Leaves the result in nats per dimension."""
-    return -log_p / num_dims + math.log(256)
+def _encode_forward(block: list, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Runs ``forward`` (latent → data) instead of ``inverse``."""
+    log_det = torch.zeros(len(x))
+    for layer in reversed(block):
+        x, ld = layer(x)
+        log_det = log_det + ld
+    return x, log_det
 
 
-def _bpd_sign(log_p: Tensor, num_dims: int) -> Tensor:
-    """Uses +log p instead of the negative log-likelihood."""
-    return (log_p / num_dims + math.log(256)) / math.log(2)
+def _encode_without_log_det(block: list, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Keeps only the last layer's log-determinant."""
+    for layer in reversed(block):
+        x, ld = layer.inverse(x)
+    return x, ld + torch.zeros(len(x))
+
+
+def _started_block(channels: int, seed: int) -> list:
+    """A Glow block away from its identity start, its ActNorm already started."""
+    torch.manual_seed(seed)
+    block = glow_block(channels, hidden=8, layers=1)
+    with torch.no_grad():
+        for layer in block:
+            for p in layer.parameters():
+                p.add_(0.3 * torch.randn(p.shape))
+        block[-1].data_dep_init_done.fill_(1.0)
+    return block
 
 
 @exercise(
     "07.3",
-    "bits per dimension from log p(u)",
-    reference=bits_per_dim_reference,
-    wrong=[_bpd_without_log_256, _bpd_in_nats, _bpd_sign],
+    "a Glow block, from the data side",
+    reference=encode_block_reference,
+    wrong=[_encode_in_list_order, _encode_forward, _encode_without_log_det],
     hint=(
-        "The discrete NLL of 8-bit images is `-log p(u) + D · log 256` nats (u = k/256 shrinks "
-        "each of the D axes by 256). Divide by D for 'per dimension' and by log 2 to turn nats "
-        "into bits. Check: a uniform density on [0, 1)^D (log p = 0) must give exactly 8."
+        "normflows lists a block's layers from the latent towards the data, so an image meets "
+        "them in the reverse order. Each layer's `inverse` maps data → latent and returns "
+        "`(output, log_det)`; the log-determinants of maps run one after the other add up. "
+        "In code: `for layer in reversed(block): x, ld = layer.inverse(x)`, accumulating `ld`."
     ),
     answer=(
-        "`(-log_p / num_dims + math.log(256)) / math.log(2)`, i.e. `-log p / (D log 2) + 8`. "
-        "Without the log 256 term a uniform density would score 0 instead of 8."
+        "Start from `log_det = torch.zeros(len(x))`; `for layer in reversed(block): x, ld = "
+        "layer.inverse(x); log_det = log_det + ld`; return `(x, log_det)`. The image meets "
+        "ActNorm first, then the 1×1 convolution, then the coupling; the chain rule makes the "
+        "log-determinants add."
     ),
 )
-def _check_bits_per_dim(fn) -> None:
-    expect_close(fn(torch.zeros(1), 784), torch.tensor([8.0]), "bits/dim of log p = 0 (uniform)")
-    d = 784
-    cases = torch.tensor([1000.0, -250.0, 2 * d * math.log(2)])
-    want = -cases / (d * math.log(2)) + 8
-    expect_close(fn(cases.clone(), d), want, f"bits/dim of log p = {cases.tolist()} with D = {d}")
-    expect_close(
-        fn(torch.tensor([3.0 * 2 * math.log(2)]), 3),
-        torch.tensor([6.0]),
-        "bits/dim of log p = 6 log 2 with D = 3 (two bits per dimension saved)",
-    )
+def _check_encode_block(fn) -> None:
+    with torch.random.fork_rng(devices=[]):
+        block = _started_block(4, seed=0)
+        x = torch.randn(3, 4, 2, 2, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            got = fn(block, x.clone())
+        expect(
+            isinstance(got, tuple) and len(got) == 2,
+            "return the pair (z, log_det)",
+        )
+        z, log_det = got
+        expect(
+            isinstance(z, Tensor) and z.shape == x.shape,
+            f"z should be a tensor of the input's shape {tuple(x.shape)}",
+        )
+        # the oracle for z: the layers' forward, in the listed order, gives x back
+        with torch.no_grad():
+            back = z
+            for layer in block:
+                back, _ = layer(back)
+        expect_close(back, x, "the block's forward (latent → data) of your z", atol=1e-4)
+        # the oracle for log_det: log|det| of the brute-force Jacobian of x -> z, image by image
+        expect(
+            isinstance(log_det, Tensor) and log_det.shape == (len(x),),
+            f"log_det should hold one value per image, shape ({len(x)},)",
+        )
+        want = []
+        for xi in x:
+
+            def one(v, xi=xi):
+                out, _ = encode_block_reference(block, v.view(1, *xi.shape))
+                return out.flatten()
+
+            jac = torch.autograd.functional.jacobian(one, xi.flatten())
+            want.append(torch.linalg.slogdet(jac.double())[1].float())
+        expect_close(log_det, torch.stack(want), "log_det against the autograd Jacobian", atol=1e-3)

@@ -36,6 +36,7 @@ __all__ = [
     "PLAYGROUND_MODEL",
     "RECIPES",
     "REFERENCE",
+    "SINGLE_SCALE",
     "SMALL",
     "Optimiser",
     "Recipe",
@@ -306,6 +307,13 @@ FINETUNE = Recipe(
     batch_size=16,
 )
 
+#: The course recipe with one level instead of two, for lesson 07's comparison of
+#: single-scale and multi-scale Glow: the same six Glow blocks (all at 14×14, 4
+#: channels), the same full-resolution couplings and dequantizer, hidden
+#: channels chosen so that it has about as many parameters (1.16M against 1.18M),
+#: and a single latent of shape (4, 14, 14): nothing is split off early.
+SINGLE_SCALE = COURSE.replace(levels=1, blocks=6, hidden=60)
+
 #: The recipes the command line trains, by name.
 RECIPES: dict[str, Recipe] = {
     "course": COURSE,
@@ -313,6 +321,7 @@ RECIPES: dict[str, Recipe] = {
     "reference": REFERENCE,
     "full": FULL,
     "small": SMALL,
+    "single-scale": SINGLE_SCALE,
     "playground": PLAYGROUND,
 }
 
