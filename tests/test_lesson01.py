@@ -102,6 +102,18 @@ def test_save_figure_writes_into_figures_dir(tmp_path, monkeypatch) -> None:
     assert path == tmp_path / "test_fig.png" and path.stat().st_size > 1000
 
 
+def test_change_of_area_figure_has_ticks_and_a_parallelogram_of_area_det() -> None:
+    maps = {"squash": Linear2D([[0.8, 0.6], [0.3, 0.85]]), "stretch": Linear2D([[2.0, 0], [0, 1]])}
+    fig = change_of_area_2d(maps, n=20)
+    for ax, f in zip(fig.axes[: len(maps)], maps.values(), strict=True):
+        assert list(ax.get_xticks()) == list(range(-3, 4)) == list(ax.get_yticks())
+        outline = ax.patches[0].get_xy()  # the image of the unit square, drawn first
+        x, y = outline[:-1, 0], outline[:-1, 1]
+        area = 0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+        assert area == pytest.approx(abs(float(torch.linalg.det(f.matrix))), rel=1e-6)
+    assert fig.axes[0].get_ylabel() and fig.axes[0].get_xlabel()
+
+
 def test_fast_mode_figures_never_go_to_the_repository(monkeypatch) -> None:
     from course_utils.core import config
 

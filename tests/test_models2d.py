@@ -23,11 +23,11 @@ from course_utils.flows2d import flows
 from course_utils.flows2d.flows import MoonsRecipe
 from course_utils.flows2d.models2d import (
     CouplingNet,
+    bridge_density,
     copy_from_scratch,
-    distance_to_moons,
     fit_moons,
     gaussian_mixture,
-    off_moons_fraction,
+    moons_log_prob,
     realnvp_nf,
     spline_flow,
 )
@@ -199,31 +199,56 @@ def test_coupling_net_layout_is_shift_then_log_scale():
 # ----------------------------------------------------------- moons
 
 
-def test_distance_to_moons_by_hand():
-    x = torch.tensor(
+def test_moons_log_prob_integrates_to_one_and_matches_the_data():
+    xs = torch.linspace(-2.0, 3.0, 201, dtype=torch.float64)
+    ys = torch.linspace(-1.5, 2.0, 141, dtype=torch.float64)
+    grid = torch.cartesian_prod(xs, ys)
+    cell = (xs[1] - xs[0]) * (ys[1] - ys[0])  # 0.025: a quarter of the noise's scale
+    mass = moons_log_prob(grid, n_arc=200).exp().sum() * cell
+    assert mass.item() == pytest.approx(1.0, abs=2e-3)
+    # Its density is the one make_moons samples from: the mean log-density of the data is the
+    # negative entropy, whatever the model; a wrong noise scale gives the data a lower one.
+    data, _ = moons(n_train=5_000, n_test=1, noise=0.1, seed=7)
+    right = moons_log_prob(data, n_arc=200).mean()
+    assert right > moons_log_prob(data, noise=0.12, n_arc=200).mean()
+    assert right > moons_log_prob(data, noise=0.08, n_arc=200).mean()
+
+
+def test_moons_log_prob_is_a_mixture_of_gaussians_along_the_arcs():
+    x = torch.randn(50, 2, dtype=torch.float64)
+    theta = torch.linspace(0, math.pi, 3, dtype=torch.float64)
+    centres = torch.cat(
         [
-            [0.0, 1.0],  # on the upper arc
-            [2.0, 0.5],  # the right end of the lower arc
-            [0.0, 0.0],  # the upper arc's centre: 1 from it, 0.5 from the lower arc's end
-            [3.0, 0.5],  # 1 to the right of the lower arc's end
-            [0.0, 2.5],  # 1.5 above the top of the upper arc
-            [0.5, 0.25],  # the middle of the gap: sqrt(0.3125) from both centres
+            torch.stack([torch.cos(theta), torch.sin(theta)], 1),
+            torch.stack([1 - torch.cos(theta), 0.5 - torch.sin(theta)], 1),
         ]
     )
-    expected = [0.0, 0.0, math.sqrt(1.25) - 1, 1.0, 1.5, 1 - math.sqrt(0.3125)]
-    # atol: the arcs are sampled every pi / 2000, so a point between samples is off by < 8e-4
-    torch.testing.assert_close(
-        distance_to_moons(x), torch.tensor(expected, dtype=torch.float64), atol=1e-3, rtol=0
+    mixture = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(torch.ones(6, dtype=torch.float64)),
+        torch.distributions.Independent(torch.distributions.Normal(centres, 0.2), 1),
     )
+    torch.testing.assert_close(moons_log_prob(x, noise=0.2, n_arc=3), mixture.log_prob(x))
 
 
-def test_off_moons_fraction_of_real_data_and_of_noise():
-    data, _ = moons(n_train=20_000, n_test=1, noise=0.1, seed=7)
-    # 3 standard deviations: about 0.27 % of the noise lands beyond
-    assert off_moons_fraction(data, 0.3) < 0.006
-    assert off_moons_fraction(data, 0.05) > 0.5
-    box = torch.rand(20_000, 2) * torch.tensor([4.0, 2.5]) + torch.tensor([-1.5, -1.0])
-    assert off_moons_fraction(box, 0.3) > 0.4  # uniform points mostly miss the arcs
+def test_bridge_density_is_the_saddle_of_two_bumps_and_of_a_ridge():
+    def bumps(x, ridge=0.0):
+        mix = torch.distributions.MixtureSameFamily(
+            torch.distributions.Categorical(torch.ones(2)),
+            torch.distributions.Independent(
+                torch.distributions.Normal(torch.tensor([[-1.0, 0.0], [1.0, 0.0]]), 0.3), 1
+            ),
+        )
+        # an optional ridge along y = 0 of height `ridge` between the bumps
+        return torch.log(mix.log_prob(x).exp() + ridge * torch.exp(-(x[:, 1] ** 2) / 0.01))
+
+    args = ((-1.0, 0.0), (1.0, 0.0), (-2.0, 2.0), (-2.0, 2.0), 201)
+    saddle = math.exp(bumps(torch.zeros(1, 2)).item())  # by symmetry, at the origin
+    assert bridge_density(bumps, *args) == pytest.approx(saddle, rel=1e-5)
+    with_ridge = bridge_density(lambda x: bumps(x, ridge=0.5), *args)
+    assert with_ridge == pytest.approx(saddle + 0.5, rel=1e-5)  # the ridge lifts the pass
+    # a flat density: every path is as good, the pass is the density itself
+    low_everywhere = bridge_density(lambda x: torch.zeros(len(x)), *args)
+    assert low_everywhere == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
@@ -234,16 +259,16 @@ def test_off_moons_fraction_of_real_data_and_of_noise():
         ([[0.0, 1.0]], r"x must have shape \(batch, 2\), got list"),
     ],
 )
-def test_moon_measures_reject_bad_points(bad, match):
+def test_moons_log_prob_rejects_bad_points(bad, match):
     with pytest.raises(ValueError, match=match):
-        distance_to_moons(bad)
-    with pytest.raises(ValueError, match=match):
-        off_moons_fraction(bad)
+        moons_log_prob(bad)
 
 
 def test_bad_arguments_give_clear_errors():
-    with pytest.raises(ValueError, match=r"at least one point, got shape \(0, 2\)"):
-        off_moons_fraction(torch.zeros(0, 2))
+    with pytest.raises(ValueError, match=r"b must lie in the window"):
+        bridge_density(lambda x: torch.zeros(len(x)), b=(5.0, 0.0))
+    with pytest.raises(ValueError, match="noise"):
+        moons_log_prob(torch.zeros(1, 2), noise=0.0)
     with pytest.raises(ValueError, match="mixing"):
         realnvp_nf(mixing="shuffle")
     with pytest.raises(ValueError, match="n_couplings"):

@@ -19,18 +19,21 @@ What is here:
   couplings with LU-linear mixing);
 * :func:`gaussian_mixture` — a learnable Gaussian-mixture base distribution;
 * :func:`fit_moons` — lesson 02's training recipe for any of these;
-* :func:`distance_to_moons` and :func:`off_moons_fraction` — how much of a
-  model's mass falls away from the two arcs (the "bridges" between the moons).
+* :func:`moons_log_prob` — the exact density of the moons data;
+* :func:`bridge_density` — the density on the best path from one moon to the
+  other (the height of the "bridge" between the moons).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import normflows as nf
 import torch
 from torch import nn
 
+from course_utils.core.checks import check_float, check_int
 from course_utils.core.train import History, train
 from course_utils.flows2d import flows as scratch
 from course_utils.flows2d.flows import MOONS_RECIPE, MoonsRecipe
@@ -42,8 +45,8 @@ __all__ = [
     "spline_flow",
     "gaussian_mixture",
     "fit_moons",
-    "distance_to_moons",
-    "off_moons_fraction",
+    "moons_log_prob",
+    "bridge_density",
 ]
 
 Tensor = torch.Tensor
@@ -394,50 +397,108 @@ def _arcs(n_arc: int) -> Tensor:
     return torch.cat([upper, lower])
 
 
-def distance_to_moons(x: Tensor, n_arc: int = 2000) -> Tensor:
-    """Distance of each point to the nearer of the two noise-free moon arcs.
+def moons_log_prob(x: Tensor, noise: float = 0.1, n_arc: int = 1000) -> Tensor:
+    """The exact log-density of ``make_moons(noise=noise)`` (lesson 02's floor).
 
-    ``make_moons`` puts points on the upper arc ``(cos θ, sin θ)`` and the lower
-    arc ``(1 − cos θ, 0.5 − sin θ)``, ``θ ∈ [0, π]``, then adds Gaussian noise.
-    The arcs are sampled at ``n_arc`` points each (spacing about ``π / n_arc``).
+    ``make_moons`` puts points uniformly in angle on the upper arc
+    ``(cos θ, sin θ)`` and the lower arc ``(1 − cos θ, 0.5 − sin θ)``,
+    ``θ ∈ [0, π]``, half on each, then adds isotropic Gaussian noise: the density
+    is an average of Gaussian bumps centred all along the arcs, here ``n_arc``
+    per arc.
 
     Args:
         x: ``(batch, 2)`` points.
-        n_arc: points per arc.
+        noise: the noise's standard deviation, > 0.
+        n_arc: bump centres per arc.
 
     Returns:
-        ``(batch,)`` distances, float64.
-
-    >>> [round(d, 3) for d in distance_to_moons(torch.tensor([[0.0, 2.5], [3.0, 0.5]])).tolist()]
-    [1.5, 1.0]
+        ``(batch,)`` log-densities, float64.
     """
     _check_points(x)
-    centres = _arcs(n_arc)
-    # Without matrix multiplication: exact distances, not |a|² + |b|² − 2ab with cancellation.
-    mode = "donot_use_mm_for_euclid_dist"
-    return torch.cat(
-        [torch.cdist(c.double(), centres, compute_mode=mode).min(1).values for c in x.split(4096)]
+    noise = check_float("noise", noise, positive=True)
+    centres = _arcs(check_int("n_arc", n_arc, minimum=2))
+    log_norm = math.log(len(centres)) + math.log(2 * math.pi * noise**2)
+    mode = "donot_use_mm_for_euclid_dist"  # exact distances, no |a|² + |b|² − 2ab cancellation
+    return (
+        torch.cat(
+            [
+                torch.logsumexp(
+                    -(torch.cdist(c.double(), centres, compute_mode=mode) ** 2) / (2 * noise**2), 1
+                )
+                for c in x.split(4096)
+            ]
+        )
+        - log_norm
     )
 
 
-def off_moons_fraction(x: Tensor, threshold: float = 0.3) -> float:
-    """The fraction of points farther than ``threshold`` from both moon arcs.
+@torch.no_grad()
+def bridge_density(
+    log_prob: Callable[[Tensor], Tensor],
+    a: tuple[float, float] = (0.0, 1.0),
+    b: tuple[float, float] = (1.0, -0.5),
+    xlim: tuple[float, float] = (-1.5, 2.5),
+    ylim: tuple[float, float] = (-1.0, 1.5),
+    n: int = 200,
+) -> float:
+    """The density on the best bridge between two points: the height of the pass.
 
-    For data with noise 0.1, a threshold of 0.3 is three standard deviations:
-    real moons data has about 0.3 % of its points there, so a model's samples
-    that land there measure the mass it puts into the gap ("bridges") and haze.
+    Of all paths from ``a`` to ``b`` on an ``n × n`` grid (steps to the four
+    neighbours), take the one whose lowest density is highest; return that
+    lowest density. Two separate moons have a deep valley between them, so a low
+    pass; a ridge of density from one moon to the other (a "bridge") raises it.
+    Computed by adding the grid points from the densest down, joining neighbours
+    (union-find), until ``a`` and ``b`` are connected. The defaults put ``a`` on
+    the upper moon and ``b`` on the lower one.
 
     Args:
-        x: ``(batch, 2)`` points, e.g. samples of a model.
-        threshold: the distance.
+        log_prob: maps points ``(m, 2)`` to log-densities ``(m,)``.
+        a, b: the two points, inside the window.
+        xlim, ylim: the window.
+        n: grid points per axis, >= 2.
 
     Returns:
-        A fraction in ``[0, 1]``.
+        The pass density, in the units of ``exp(log_prob)``.
 
-    >>> off_moons_fraction(torch.tensor([[0.0, 1.0], [0.5, 0.25]]))
-    0.5
+    >>> two_bumps = torch.distributions.MixtureSameFamily(
+    ...     torch.distributions.Categorical(torch.ones(2)),
+    ...     torch.distributions.Independent(
+    ...         torch.distributions.Normal(torch.tensor([[-1.0, 0], [1, 0]]), 0.3), 1))
+    >>> p = bridge_density(two_bumps.log_prob, (-1, 0), (1, 0), (-2, 2), (-2, 2), 201)
+    >>> round(p, 4) == round(math.exp(two_bumps.log_prob(torch.zeros(1, 2)).item()), 4)
+    True
     """
-    _check_points(x)
-    if len(x) == 0:
-        raise ValueError("x must hold at least one point, got shape (0, 2)")
-    return float((distance_to_moons(x) > threshold).double().mean())
+    n = check_int("n", n, minimum=2)
+    for name, point in (("a", a), ("b", b)):
+        if not (xlim[0] <= point[0] <= xlim[1] and ylim[0] <= point[1] <= ylim[1]):
+            raise ValueError(f"{name} must lie in the window {xlim} × {ylim}, got {point}")
+    xs = torch.linspace(*xlim, n, dtype=torch.float64)
+    ys = torch.linspace(*ylim, n, dtype=torch.float64)
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")  # row r is ys[r], column c is xs[c]
+    pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1).float()
+    density = torch.cat([log_prob(chunk).double() for chunk in pts.split(8192)]).exp()
+    density = density.nan_to_num(0.0).tolist()
+
+    def index(point: tuple[float, float]) -> int:
+        row = int(torch.argmin((ys - point[1]).abs()))
+        return row * n + int(torch.argmin((xs - point[0]).abs()))
+
+    start, end = index(a), index(b)
+    parent = list(range(n * n))
+    added = [False] * (n * n)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for k in sorted(range(n * n), key=density.__getitem__, reverse=True):
+        added[k] = True
+        row, col = divmod(k, n)
+        for r, c in ((row - 1, col), (row + 1, col), (row, col - 1), (row, col + 1)):
+            if 0 <= r < n and 0 <= c < n and added[r * n + c]:
+                parent[root(r * n + c)] = root(k)
+        if added[start] and added[end] and root(start) == root(end):
+            return density[k]
+    raise AssertionError("unreachable: the whole grid is connected")

@@ -112,7 +112,9 @@ def change_of_area_2d(maps, lim: float = 3.5, n: int = 160) -> Figure:
     """One panel per 2D linear map: the density it makes of N(0, I) and the unit square's image.
 
     The outlined parallelogram is the image of the unit square; its area is
-    ``|det A|``, and the density is divided by exactly that factor.
+    ``|det A|``, and the density is divided by exactly that factor. Ticks and
+    faint grid lines one unit apart let a reader measure both shapes: the unit
+    square covers one grid cell.
 
     Args:
         maps: title → :class:`course_utils.flows2d.bijections.Linear2D`.
@@ -142,6 +144,13 @@ def change_of_area_2d(maps, lim: float = 3.5, n: int = 160) -> Figure:
         ax.fill(square[:, 0], square[:, 1], facecolor="none", edgecolor="0.8", lw=1, ls="--")
         det = float(torch.linalg.det(f.matrix))
         ax.set_title(f"{title}\n|det A| = {abs(det):.2f}", fontsize=10)
+        ticks = np.arange(-math.floor(lim), math.floor(lim) + 1)
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
+        ax.tick_params(labelsize=8)
+        ax.grid(True, color="white", alpha=0.25, lw=0.6)
+        ax.set_xlabel("$x_1$")
+    np.atleast_1d(axes)[0].set_ylabel("$x_2$")
     mappable = np.atleast_1d(axes)[0].collections[0]
     fig.colorbar(mappable, ax=axes, shrink=0.8, label="density $p_X(x)$", format="%.2f")
     return fig
