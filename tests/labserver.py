@@ -23,6 +23,49 @@ ROOT = Path(__file__).resolve().parent.parent
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+
+
+def unavailable(reason: str) -> None:
+    """Skip for want of a browser part, or fail where ``COURSE_REQUIRE_BROWSER=1`` (CI)."""
+    if os.environ.get("COURSE_REQUIRE_BROWSER", "").strip() == "1":
+        pytest.fail(f"COURSE_REQUIRE_BROWSER=1 but {reason}")
+    pytest.skip(reason)
+
+
+def chromium() -> str:
+    """The path of Debian's Chromium (or ``COURSE_CHROMIUM``); skips or fails without one."""
+    explicit = os.environ.get("COURSE_CHROMIUM", "").strip()
+    for path in ([explicit] if explicit else []) + list(CHROMIUM_CANDIDATES):
+        if path and Path(path).is_file():
+            return path
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    unavailable("no Chromium found (apt-get install chromium, or set COURSE_CHROMIUM)")
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def headless_chromium() -> Iterator:
+    """A Playwright browser on Debian's Chromium (no browser download), closed on exit."""
+    executable = chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("playwright (Python) is not installed: pip install playwright")
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--no-proxy-server"],
+        )
+        try:
+            yield b
+        finally:
+            b.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

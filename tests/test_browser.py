@@ -30,10 +30,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from labserver import free_port, get, install_lab_settings, serving
+from labserver import free_port, get, headless_chromium, install_lab_settings, serving
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 LESSONS = (
     "01_change_of_variables.ipynb",
     "09_loss_playground.ipynb",
@@ -46,24 +45,6 @@ NOTIFICATION = "@jupyterlab/apputils-extension:notification"
 NEWS_PROMPT = "get notified about official Jupyter news"
 ERROR_OUTPUT = '[data-mime-type="application/vnd.jupyter.error"]'
 STDERR_OUTPUT = '[data-mime-type="application/vnd.jupyter.stderr"]'
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("COURSE_REQUIRE_BROWSER", "").strip() == "1":
-        pytest.fail(f"COURSE_REQUIRE_BROWSER=1 but {reason}")
-    pytest.skip(reason)
-
-
-def _chromium() -> str:
-    explicit = os.environ.get("COURSE_CHROMIUM", "").strip()
-    for path in ([explicit] if explicit else []) + list(CHROMIUM_CANDIDATES):
-        if path and Path(path).is_file():
-            return path
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    _unavailable("no Chromium found (apt-get install chromium, or set COURSE_CHROMIUM)")
-    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="module")
@@ -124,21 +105,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def browser():
-    executable = _chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright (Python) is not installed: pip install playwright")
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=executable,
-            headless=True,
-            args=["--no-sandbox", "--disable-dev-shm-usage", "--no-proxy-server"],
-        )
-        try:
-            yield b
-        finally:
-            b.close()
+    with headless_chromium() as b:
+        yield b
 
 
 def _open_and_run_all(page, base: str, token: str, name: str, timeout_s: float) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from test_browser import _chromium, _unavailable
+from labserver import headless_chromium, unavailable
 from test_committed_lessons import NOT_YET_DRAWN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ def site() -> Path:
         import myst_nb  # noqa: F401
         import sphinx_book_theme  # noqa: F401
     except ImportError:
-        _unavailable("the site extra is not installed: pip install -e '.[site]'")
+        unavailable("the site extra is not installed: pip install -e '.[site]'")
     out = ROOT / "build" / "site"
     env = {k: v for k, v in os.environ.items() if k != "COURSE_FAST"}
     env["MPLBACKEND"] = "Agg"
@@ -98,21 +98,8 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="module")
 def browser():
-    executable = _chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright (Python) is not installed: pip install playwright")
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=executable,
-            headless=True,
-            args=["--no-sandbox", "--disable-dev-shm-usage", "--no-proxy-server"],
-        )
-        try:
-            yield b
-        finally:
-            b.close()
+    with headless_chromium() as b:
+        yield b
 
 
 class Watch:
