@@ -40,7 +40,9 @@ that of the neighbour average (``kernel``).
 
 Mask types are measured one after the other (the lesson's first, then the
 ambiguous ones, then those not seen while tuning) and the result is written after
-each, so ``--resume`` continues an interrupted run with the mask types it lacks.
+each, so ``--resume`` continues an interrupted run with the (mask type, method)
+pairs it lacks: e.g. the baselines of every mask type first (seconds), then the
+flow methods (``--methods latent multistart multistart-best kernel+flow --resume``).
 
 With ``--tune`` it instead chooses the settings of ``kernel`` and
 ``kernel+flow`` (neighbours k, kernel width, flow temperature τ) on the last
@@ -303,9 +305,10 @@ def main() -> None:
         result |= {k: old[k] for k in ("rows", "masks", "class_mix") if k in old}
         # The rows kept were measured by the earlier runs, which their records say.
         result["earlier_runs"] = [*old.get("earlier_runs", []), old[harness.RUN_KEY]]
-        done = {r["mask"] for r in old["rows"]}
+        done = {(r["mask"], r["method"]) for r in old["rows"]}
     for kind in args.masks:
-        if kind in done:
+        todo = tuple(m for m in args.methods if (kind, m) not in done)
+        if not todo:
             continue
         start = time.perf_counter()
         x, y, mask = problems(kind, args.images, test, test_labels, train, train_labels)
@@ -315,19 +318,17 @@ def main() -> None:
             else {"kind": MASKS[kind][0], **MASKS[kind][1], "seen_while_tuning": MASKS[kind][2]}
         )
         generator = torch.Generator().manual_seed(0)
-        outs = {m: ([], []) for m in args.methods}
+        outs = {m: ([], []) for m in todo}
         fits = []
         for xb, mb in zip(x.split(64), mask.split(64), strict=True):
             extras = {}
-            filled = fill_many(
-                tuple(args.methods), model, xb, mb, train, settings, generator, extras
-            )
+            filled = fill_many(todo, model, xb, mb, train, settings, generator, extras)
             for method, (out, seconds) in filled.items():
                 outs[method][0].append(out)
                 outs[method][1].append(seconds)
             if "multistart" in extras:
                 fits.append(extras["multistart"]["fits"])
-        for method in args.methods:
+        for method in todo:
             out = torch.cat(outs[method][0])
             (row,) = psnr_rows(x, {kind: mask}, {kind: {method: out}}, classifier, y)
             row["seconds_per_batch"] = sum(outs[method][1]) / len(outs[method][1])
