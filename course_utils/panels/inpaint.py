@@ -19,7 +19,9 @@ from course_utils.core.widgets import Panel, panel
 from course_utils.inpaint.flow import TARGET_ACCEPTANCE, multistart_inpaint, pixel_inpaint
 from course_utils.inpaint.masks import (
     MASK_KINDS,
+    GaussianFit,
     gaussian_fill,
+    gaussian_fit,
     hole_view,
     kernel_fill,
     make_masks,
@@ -86,6 +88,7 @@ def inpaint_figure(
     seed: int = 0,
     ascent_steps: int = 400,
     lr: float = 0.075,
+    fit: GaussianFit | None = None,
 ) -> Figure:
     """One image, one mask: the flow's answers beside the baselines, with hole PSNRs.
 
@@ -107,6 +110,8 @@ def inpaint_figure(
         seed: seeds the random starts.
         ascent_steps: the most steps of the ascent (it stops when converged).
         lr: the fits' learning rate.
+        fit: the Gaussian conditional's fit of ``train_images`` (:func:`gaussian_fit`),
+            made here when None.
     """
     n = len(images)
     if not 0 <= check_int("index", index, minimum=0) < n:
@@ -130,7 +135,8 @@ def inpaint_figure(
     top = [("masked", hole_view(x, mask))]
     if train_images is not None:
         top.append(("neighbour average\n(no flow)", kernel_fill(x, mask, train_images)))
-        top.append(("Gaussian cond.\n(no flow)", gaussian_fill(x, mask, train_images)))
+        gauss = gaussian_fill(x, mask, train_images, fit=fit)
+        top.append(("Gaussian cond.\n(no flow)", gauss))
     top += [
         ("likelihood ascent", ascent.images),
         ("latent MAP", fits[:1]),
@@ -209,8 +215,11 @@ def inpaint_panel(
     """Image, mask kind and size, latent MAP steps and seed → :func:`inpaint_figure`, on a button.
 
     ``steps`` is the steps slider's starting value; ``settings`` (``starts``,
-    ``ascent_steps``, ``lr``) go to :func:`inpaint_figure` unchanged.
+    ``ascent_steps``, ``lr``) go to :func:`inpaint_figure` unchanged. The Gaussian
+    conditional is fitted to ``train_images`` once, here.
     """
+    if train_images is not None and "fit" not in settings:
+        settings["fit"] = gaussian_fit(train_images)
     ints = {"style": {"description_width": "initial"}, "continuous_update": False}
     return panel(
         lambda **kw: inpaint_figure(model, images, train_images, **kw, **settings),
