@@ -176,7 +176,7 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def _share_line(shares: dict) -> str:
-    return ", ".join(f"{k} {100 * v:.0f} %" for k, v in shares.items())
+    return ", ".join(f"{k} {100 * max(v, 0.0):.0f} %" for k, v in shares.items())
 
 
 def report(result: dict) -> str:

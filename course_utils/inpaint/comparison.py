@@ -312,7 +312,7 @@ def class_shares(classifier: nn.Module, completions: Tensor, classes: tuple[int,
     """
     read = probabilities(classifier, completions).argmax(1)
     shares = {c: float((read == c).float().mean()) for c in classes}
-    shares["other"] = 1.0 - sum(shares.values())
+    shares["other"] = float((~torch.isin(read, torch.tensor(classes))).float().mean())
     return shares
 
 
