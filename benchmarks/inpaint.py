@@ -59,6 +59,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -229,6 +230,10 @@ def report(result: dict) -> str:
         "seconds per batch of 64 (slowest mask type; the latent and multistart methods share "
         "one run): " + ", ".join(f"{m} {s:.1f}" for m, s in seconds.items())
     )
+    for earlier in result.get("earlier_runs", []):
+        command = earlier.get("command")
+        command = shlex.join(command) if isinstance(command, list) else command
+        lines.append(f"rows kept from an earlier run ({earlier.get('date')}): {command}")
     t = result.get("targets", {})
     if t:
         lines.append(
