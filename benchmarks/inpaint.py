@@ -241,6 +241,11 @@ def report(result: dict) -> str:
             f"{t['labels_at_least_kernel_on_every_mask']} "
             f"({result[harness.RUN_KEY]['machine']['threads']} threads, {result['note']})"
         )
+        if t.get("flow_not_measured_on"):
+            lines.append(
+                "not yet measured with the flow methods (continue with --resume): "
+                + ", ".join(t["flow_not_measured_on"])
+            )
     return "\n".join(lines)
 
 
@@ -365,8 +370,10 @@ def write(result: dict, out: Path, run: dict, final: bool = False) -> None:
     rows = result["rows"]
     result["summary"] = summarise(rows)
     labels = [s["labels"]["at_least_kernel"] for s in result["summary"].values() if "labels" in s]
+    missing = [k for k, s in result["summary"].items() if "labels" not in s]
     result["targets"] = {
-        "labels_at_least_kernel_on_every_mask": bool(labels) and all(labels),
+        "labels_at_least_kernel_on_every_mask": bool(labels) and all(labels) and not missing,
+        "flow_not_measured_on": missing,
         "slowest_seconds_per_64": {
             r["method"]: max(q["seconds_per_batch"] for q in rows if q["method"] == r["method"])
             for r in rows
