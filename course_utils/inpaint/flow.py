@@ -428,11 +428,20 @@ def posterior_inpaint(
     if isinstance(init, torch.Tensor) and init.shape[0] == b * chains:
         starts = init_hole(x, init, generator)
     elif init == "latent":
-        spreads = torch.full((b * chains,), float(spread))
-        spreads[::chains] = 0.0
-        starts = latent_inpaint(
-            model, x, m, steps=latent_steps, lr=latent_lr, spread=spreads, generator=generator
-        ).images
+        starts = (
+            multistart_inpaint(
+                model,
+                images,
+                mask,
+                starts=chains,
+                steps=latent_steps,
+                lr=latent_lr,
+                spread=spread,
+                generator=generator,
+            )
+            .extra["fits"]
+            .flatten(0, 1)
+        )
     else:
         starts = init_hole(x, init, generator)
     coords = coordinates(model)
