@@ -220,7 +220,7 @@ def fill(
     if model is None:
         raise ValueError(f"method {method!r} needs a model")
     if method == "kernel+flow":
-        return flow_kernel_inpaint(model, images, mask, train_images).images
+        return flow_kernel_inpaint(model, images, mask, train_images, **kw).images
     if method == "latent":
         return latent_inpaint(model, images, mask, **kw).images
     if method in ("multistart", "multistart-best"):
