@@ -215,3 +215,42 @@ def test_counts_of_masks_must_be_whole_numbers() -> None:
             ip.make_masks("noise", bad)
     with pytest.raises(ValueError, match="count must be an integer"):
         ip.make_masks("squares", 2, count=1.5)
+
+
+def test_the_gaussian_conditional_is_the_regression_of_the_hole_on_the_known_pixels():
+    # Two pixels, x2 = 0.5 + 0.8·(x1 − 0.5) + noise: E[x2 | x1] by hand from the covariance.
+    gen = torch.Generator().manual_seed(0)
+    x1 = 0.5 + 0.1 * torch.randn(20000, generator=gen)
+    x2 = 0.5 + 0.8 * (x1 - 0.5) + 0.03 * torch.randn(20000, generator=gen)
+    train = torch.stack([x1, x2], 1).clamp(0, 1).view(-1, 1, 1, 2)
+    fit = ip.gaussian_fit(train, shrinkage=0.0)
+    torch.testing.assert_close(fit.cov, torch.cov(train.flatten(1).double().T))
+    query = torch.tensor([0.7, 0.0]).view(1, 1, 1, 2)
+    hole = torch.tensor([False, True]).view(1, 1, 1, 2)
+    got = ip.gaussian_fill(query, hole, fit=fit)
+    mu, c = fit.mean, fit.cov
+    want = mu[1] + c[1, 0] / c[0, 0] * (0.7 - mu[0])
+    assert got[0, 0, 0, 0] == query[0, 0, 0, 0]  # the known pixel, bit for bit
+    assert abs(float(got[0, 0, 0, 1]) - float(want)) < 1e-5
+    assert abs(float(got[0, 0, 0, 1]) - 0.66) < 0.01  # 0.5 + 0.8 · 0.2
+    shrunk = ip.gaussian_fit(train, shrinkage=1.0).cov  # all the way: a multiple of I
+    assert torch.allclose(shrunk, shrunk.diagonal().mean() * torch.eye(2, dtype=shrunk.dtype))
+    with pytest.raises(ValueError, match="shrinkage"):
+        ip.gaussian_fit(train, shrinkage=1.5)
+    with pytest.raises(ValueError, match="train_images or a fit"):
+        ip.gaussian_fill(query, hole)
+
+
+def test_an_ambiguous_mask_hides_where_two_classes_differ_most():
+    train = torch.full((6, 1, 4, 4), 0.5)
+    labels = torch.tensor([4, 4, 4, 9, 9, 1])
+    train[:3, 0, 0, 0] = 1.0  # the 4s differ from the 9s most at (0, 0), then at (3, 3)
+    train[:3, 0, 3, 3] = 0.8
+    train[5, 0, 2, 2] = 0.0  # the 1 does not matter
+    mask = ip.ambiguous_mask(train, labels, (4, 9), pixels=2)
+    assert mask.shape == (1, 1, 4, 4) and mask.sum() == 2
+    assert mask[0, 0, 0, 0] and mask[0, 0, 3, 3]
+    with pytest.raises(ValueError, match="no training image has the label 7"):
+        ip.ambiguous_mask(train, labels, (4, 7), pixels=2)
+    with pytest.raises(ValueError, match="two different labels"):
+        ip.ambiguous_mask(train, labels, (4, 4), pixels=2)

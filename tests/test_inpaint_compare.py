@@ -153,3 +153,62 @@ def test_fill_asks_for_what_a_method_needs(model, inpaint_problem):
     assert torch.equal(out[~m], x[~m])
     with pytest.raises(ValueError, match="unknown methods"):
         cmp.compare(model, x, {"top": m}, x, methods=("magic",))
+
+
+class _ReadsTheCorner(torch.nn.Module):
+    """A stand-in classifier: the digit it reads is 10 × the top-left pixel, rounded down."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        label = (x[:, 0, 0, 0] * 10).long().clamp(0, 9)
+        return 20.0 * torch.nn.functional.one_hot(label, 10).float()
+
+
+def _with_corners(values: list[float]) -> torch.Tensor:
+    x = torch.zeros(len(values), 1, 28, 28)
+    x[:, 0, 0, 0] = torch.tensor(values)
+    return x
+
+
+def test_label_consistency_and_class_shares_count_what_the_classifier_reads() -> None:
+    clf = _ReadsTheCorner()
+    x = _with_corners([0.45, 0.95, 0.95, 0.35, 0.05])  # read as 4, 9, 9, 3, 0
+    same = cmp.label_consistency(clf, x, torch.tensor([4, 9, 4, 3, 1]))
+    assert same.tolist() == [True, True, False, True, False]
+    shares = cmp.class_shares(clf, x, (4, 9))
+    assert shares == {4: pytest.approx(0.2), 9: pytest.approx(0.4), "other": pytest.approx(0.4)}
+    with pytest.raises(ValueError, match="labels must have shape"):
+        cmp.label_consistency(clf, x, torch.tensor([4, 9]))
+
+
+def test_rows_carry_label_consistency_and_the_table_compares_flow_with_kernel() -> None:
+    clf = _ReadsTheCorner()
+    truth = torch.tensor([4, 9, 3, 3])
+    x = _with_corners([0.45, 0.95, 0.35, 0.35])
+    mask = torch.zeros(4, 1, 28, 28, dtype=torch.bool)
+    mask[..., 0, :5] = True  # the corner is in the hole
+    fills = {"kernel": _with_corners([0.45, 0.45, 0.35, 0.35]), "latent": x.clone()}
+    rows = cmp.psnr_rows(x, {"top": mask}, {"top": fills}, clf, truth)
+    got = {r["method"]: r["label_consistency"] for r in rows}
+    assert got == {"kernel": 0.75, "latent": 1.0}
+    line = cmp.label_table(rows).splitlines()[1]
+    assert line.split()[1:3] == ["75", "100"] and "latent" in line and "+25.0" in line
+    with pytest.raises(ValueError, match="both classifier and labels"):
+        cmp.psnr_rows(x, {"top": mask}, {"top": fills}, clf)
+
+
+def test_fill_many_shares_one_multistart_run_whose_first_fit_is_latent_map(model, inpaint_problem):
+    x, m = inpaint_problem.images[:2], inpaint_problem.mask[:2]
+    settings = {"multistart": {"starts": 2, "steps": 2}}
+    extras = {}
+    got = cmp.fill_many(
+        ("latent", "multistart", "multistart-best", "zero"), model, x, m, inpaint_problem.pool,
+        settings,
+        torch.Generator().manual_seed(0), extras,
+    )  # fmt: skip
+    alone = ip.latent_inpaint(model, x, m, steps=2, lr=cmp.SETTINGS["multistart"]["lr"]).images
+    torch.testing.assert_close(got["latent"][0], alone, atol=1e-5, rtol=0)
+    fits = extras["multistart"]["fits"]
+    torch.testing.assert_close(got["multistart"][0], fits.mean(1))
+    best = extras["multistart"]["objective"].argmin(1)
+    assert torch.equal(got["multistart-best"][0], fits[torch.arange(2), best])
+    assert torch.equal(got["zero"][0], ip.zero_fill(x, m))

@@ -292,3 +292,20 @@ def test_every_flow_method_refuses_a_bad_mask(model, method, digits):
     with pytest.raises(ValueError, match="nothing is masked"):
         getattr(fl, method)(model, digits[:2], torch.zeros(2, 1, 28, 28, dtype=torch.bool))
     assert math.isfinite(fl.TARGET_ACCEPTANCE)
+
+
+def test_multistart_fits_start_at_zero_then_at_random_latents(tiny_glow, inpaint_problem):
+    x, m = inpaint_problem.images, inpaint_problem.mask
+    res = fl.multistart_inpaint(
+        tiny_glow, x, m, starts=3, steps=2, generator=torch.Generator().manual_seed(0)
+    )
+    fits = res.extra["fits"]
+    assert fits.shape == (4, 3, 1, 28, 28) and res.extra["objective"].shape == (4, 3)
+    assert torch.equal(
+        fits[~m[:, None].expand_as(fits)], x[:, None].expand_as(fits)[~m[:, None].expand_as(fits)]
+    )
+    from_zero = fl.latent_inpaint(tiny_glow, x, m, steps=2).images
+    torch.testing.assert_close(fits[:, 0], from_zero, atol=1e-5, rtol=0)
+    assert not torch.allclose(fits[:, 1], fits[:, 2])  # different random starts, different fits
+    with pytest.raises(ValueError, match="starts"):
+        fl.multistart_inpaint(tiny_glow, x, m, starts=0)

@@ -9,6 +9,7 @@ import torch
 from course_utils.core.widgets import NOT_RUNNING_HINT
 from course_utils.panels.inpaint import (
     ascent_trace_figure,
+    chain_figure,
     inpaint_figure,
     inpaint_panel,
     panel_mask,
@@ -17,19 +18,19 @@ from course_utils.panels.inpaint import (
 pytestmark = pytest.mark.usefixtures("rng")
 
 
-FAST = {"chains": 2, "ascent_steps": 3, "latent_steps": 2}
+FAST = {"starts": 2, "ascent_steps": 3}
 
 
 def test_the_figure_shows_every_method_with_its_hole_psnr(tiny_glow, inpaint_problem) -> None:
     model, images, train = tiny_glow, inpaint_problem.images, inpaint_problem.pool
     fig = inpaint_figure(model, images, train, index=1, kind="noise", size=14, steps=4, **FAST)
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles[0] == "masked" and titles[5] == "original"
-    assert titles[1].startswith("neighbour average") and "posterior mean" in titles[4]
-    assert all("dB" in t for t in titles[1:5] + titles[6:8])  # every fill and both samples
+    assert titles[0] == "masked" and titles[6] == "original"
+    assert titles[1].startswith("neighbour average") and titles[2].startswith("Gaussian")
+    assert "mean of 2 fits" in titles[5]
+    assert all("dB" in t for t in titles[1:6] + titles[7:9])  # every fill and both fits
     trace = fig.axes[-1]
-    assert len(trace.lines) == 1 + 2 + 1  # the ascent, two chains, the original's level
-    assert len(trace.lines[1].get_xdata()) == 5  # a chain: its start and 4 steps
+    assert len(trace.lines) == 1 + 1  # the ascent, the original's level
     without = inpaint_figure(model, images, None, index=0, steps=2, **FAST)
     assert "neighbour" not in " ".join(ax.get_title() for ax in without.axes)
     with pytest.raises(ValueError, match="index must be below 4"):
@@ -70,6 +71,17 @@ def test_the_panel_recomputes_on_the_button_only(tiny_glow, inpaint_problem) -> 
     p.button.click()
     assert p.runs == 2 and p.last_figure is not first
     assert "'top'" in p.last_figure.texts[0].get_text()  # the suptitle names the new mask
-    assert len(p.last_figure.axes[-1].lines[1].get_xdata()) == 3  # 2 steps now
     assert repr(p) == NOT_RUNNING_HINT
+    plt.close("all")
+
+
+def test_the_chain_figure_draws_every_chain_its_original_and_the_acceptance() -> None:
+    log_p = torch.arange(8.0).reshape(4, 2)  # 3 steps, 2 chains
+    fig = chain_figure(log_p, torch.tensor([0.2, 0.5, 0.9]), 1, torch.tensor([1.0, 2.0]))
+    left, right = fig.axes
+    assert len(left.lines) == 2 + 2  # a curve and a dashed original per chain
+    assert list(left.lines[2].get_ydata()) == [1.0, 3.0, 5.0, 7.0]
+    assert list(right.lines[0].get_ydata()) == [0.2, 0.5, 0.9]
+    with pytest.raises(ValueError, match="acceptance"):
+        chain_figure(log_p, torch.zeros(4), 1, torch.zeros(2))
     plt.close("all")

@@ -1,11 +1,11 @@
-"""Lesson 08's exercises: one ascent step on the hole, the hole's PSNR, MALA's acceptance ratio.
+"""Lesson 08's exercises: one ascent step on the hole, latent MAP's objective, MALA's ratio.
 
 The oracles: for the ascent step, autograd's gradient of a quadratic
 log-density whose gradient is also known by hand, and the rule that the known
-values never move; for the PSNR, :func:`course_utils.core.metrics.masked_psnr` and
-hand computations (a hole off by 0.1 everywhere scores 20 dB, whatever the
-known pixels do); for the acceptance ratio, torch's own Gaussian densities of
-the forward and the backward Langevin proposals.
+values never move; for latent MAP's objective, torch's own Gaussian densities
+of the known pixels and of every level's latents (minus their constants); for
+the acceptance ratio, torch's own Gaussian densities of the forward and the
+backward Langevin proposals.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from collections.abc import Callable
 
 import torch
 
-from course_utils.core.metrics import masked_psnr
 from course_utils.exercises import exercise, expect, expect_close
 
 __all__ = [
     "ascent_step_reference",
-    "hole_psnr_reference",
+    "latent_map_objective_reference",
     "mala_log_acceptance_reference",
 ]
 
@@ -98,72 +97,103 @@ def _check_ascent_step(fn) -> None:
     )
 
 
-# ---------------------------------------------------------------- 08.2 hole PSNR
+# ------------------------------------------------------ 08.2 latent MAP's objective
 
 
-def hole_psnr_reference(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """PSNR in dB of each image's hole (peak 1): ``−10 log10(MSE over the masked pixels)``."""
-    m = mask.flatten(1).to(pred.dtype)
-    mse = ((pred - target).flatten(1) ** 2 * m).sum(1) / m.sum(1)
-    return -10 * torch.log10(mse)
+def latent_map_objective_reference(
+    decoded: Tensor, x: Tensor, mask: Tensor, z: list[Tensor], sigma: float
+) -> Tensor:
+    """``‖(1 − M)·(f⁻¹(z) − x)‖² / 2σ² + ‖z‖² / 2`` per image, ``z`` summed over every level."""
+    known = (~mask).to(decoded.dtype)
+    fit = ((decoded - x) ** 2 * known).flatten(1).sum(1) / (2 * sigma**2)
+    return fit + sum(0.5 * (t**2).flatten(1).sum(1) for t in z)
 
 
-def _psnr_every_pixel(pred, target, mask):
-    """Scores every pixel, the copied known ones too: every method looks better."""
-    mse = ((pred - target).flatten(1) ** 2).mean(1)
-    return -10 * torch.log10(mse)
+def _objective_whole_image(decoded, x, mask, z, sigma):
+    """Fits the hole too: the true image's hole is unknown, so this cheats (or fits zeros)."""
+    fit = ((decoded - x) ** 2).flatten(1).sum(1) / (2 * sigma**2)
+    return fit + sum(0.5 * (t**2).flatten(1).sum(1) for t in z)
 
 
-def _psnr_peak_255(pred, target, mask):
-    """Uses the 8-bit peak 255 on images in [0, 1]."""
-    m = mask.flatten(1).to(pred.dtype)
-    mse = ((pred - target).flatten(1) ** 2 * m).sum(1) / m.sum(1)
-    return 10 * torch.log10(255**2 / mse)
+def _objective_first_level(decoded, x, mask, z, sigma):
+    """Penalises the first level's latents only: the others can grow without a cost."""
+    known = (~mask).to(decoded.dtype)
+    fit = ((decoded - x) ** 2 * known).flatten(1).sum(1) / (2 * sigma**2)
+    return fit + 0.5 * (z[0] ** 2).flatten(1).sum(1)
 
 
-def _psnr_batch_mean(pred, target, mask):
-    """One MSE for the whole batch instead of one PSNR per image."""
-    m = mask.to(pred.dtype)
-    mse = ((pred - target) ** 2 * m).sum() / m.sum()
-    return (-10 * torch.log10(mse)).expand(len(pred))
+def _objective_sigma_not_squared(decoded, x, mask, z, sigma):
+    """Divides the misfit by 2σ instead of 2σ²: the known pixels weigh 20 times too little."""
+    known = (~mask).to(decoded.dtype)
+    fit = ((decoded - x) ** 2 * known).flatten(1).sum(1) / (2 * sigma)
+    return fit + sum(0.5 * (t**2).flatten(1).sum(1) for t in z)
+
+
+def _objective_batch_total(decoded, x, mask, z, sigma):
+    """One number for the whole batch: the images' fits are no longer separate."""
+    known = (~mask).to(decoded.dtype)
+    fit = ((decoded - x) ** 2 * known).sum() / (2 * sigma**2)
+    return (fit + sum(0.5 * (t**2).sum() for t in z)).expand(len(x))
 
 
 @exercise(
     "08.2",
-    "the hole's PSNR",
-    reference=hole_psnr_reference,
-    wrong=[_psnr_every_pixel, _psnr_peak_255, _psnr_batch_mean],
+    "latent MAP's objective",
+    reference=latent_map_objective_reference,
+    wrong=[
+        _objective_whole_image,
+        _objective_first_level,
+        _objective_sigma_not_squared,
+        _objective_batch_total,
+    ],
     hint=(
-        "Per image: the mean of `(pred − target)²` over the pixels where `mask` is True only "
-        "(sum the masked squares, divide by the number of masked pixels), then `−10 · log10` of "
-        "it (the peak value is 1). Return one number per image: shape `(batch,)`."
+        "The objective is minus a log posterior of the latents, up to constants: minus the log "
+        "of a Gaussian of scale σ around `decoded` at the **known** pixels of `x` (the hole is "
+        "what we do not know, so it cannot be scored), plus minus the log of the standard "
+        "normal at **every level's** latents in the list `z`. Per image: "
+        "`((decoded - x)**2 * (~mask)).flatten(1).sum(1) / (2 * sigma**2)` plus "
+        "`sum(0.5 * (t**2).flatten(1).sum(1) for t in z)`."
     ),
     answer=(
-        "`m = mask.flatten(1).float(); mse = ((pred - target).flatten(1)**2 * m).sum(1) / "
-        "m.sum(1); return -10 * torch.log10(mse)`. The known pixels are copied by every method, "
-        "so scoring them would flatter all of them alike."
+        "`known = (~mask).float(); fit = ((decoded - x)**2 * known).flatten(1).sum(1) / "
+        "(2 * sigma**2); return fit + sum(0.5 * (t**2).flatten(1).sum(1) for t in z)`. Asim et al. "
+        "write it `‖(1 − M)(f⁻¹(z) − x)‖² + γ‖z‖²`, the same objective times 2σ², with "
+        "γ = σ²: a smaller σ trusts the known pixels more, a larger one the prior."
     ),
 )
-def _check_hole_psnr(fn) -> None:
-
-    target = torch.rand(4, 1, 6, 6)
-    mask = torch.zeros(4, 1, 6, 6, dtype=torch.bool)
-    mask[:, :, 1:4, 2:5] = True
-    mask[2, :, 0] = True  # images with holes of different sizes
-    pred = torch.where(mask, target + 0.1, torch.rand(4, 1, 6, 6))  # known pixels way off
-    got = fn(pred, target, mask)
-    expect(isinstance(got, Tensor), f"the PSNR should be a tensor, got {type(got).__name__}")
-    expect_close(got, torch.full((4,), 20.0), "the PSNR of holes off by 0.1 everywhere", atol=1e-3)
-    pred = torch.where(mask, torch.rand(4, 1, 6, 6), target)
-    expect_close(
-        fn(pred, target, mask), masked_psnr(pred, target, mask), "the PSNR of random holes"
-    )
-    expect(
-        abs(
-            float(fn(pred[:1], target[:1], mask[:1])[0]) - float(masked_psnr(pred, target, mask)[0])
+def _check_latent_map_objective(fn) -> None:
+    torch.manual_seed(0)
+    x, decoded = torch.rand(3, 1, 4, 4), torch.rand(3, 1, 4, 4)
+    mask = torch.rand(3, 1, 4, 4) < 0.4
+    mask[1] = False
+    mask[1, :, :2] = True  # holes of different sizes
+    z = [torch.randn(3, 4, 2, 2), torch.randn(3, 2, 1, 1)]  # two levels, as a Glow's
+    for sigma in (0.05, 0.3):
+        got = fn(decoded, x, mask, z, sigma)
+        expect(
+            isinstance(got, Tensor), f"the objective should be a tensor, got {type(got).__name__}"
         )
-        < 1e-4,
-        "each image's PSNR should depend on that image only",
+        expect(tuple(got.shape) == (3,), f"one value per image: shape (3,), got {tuple(got.shape)}")
+        # The oracle: minus the log-densities, without their constants.
+        known = ~mask
+        pixels = torch.distributions.Normal(decoded, sigma).log_prob(x)
+        n_known = known.flatten(1).sum(1)
+        log_lik = (pixels * known).flatten(1).sum(1) + n_known * (
+            math.log(sigma) + 0.5 * math.log(2 * math.pi)
+        )
+        normal = torch.distributions.Normal(0.0, 1.0)
+        log_prior = sum(
+            normal.log_prob(t).flatten(1).sum(1) + t[0].numel() * 0.5 * math.log(2 * math.pi)
+            for t in z
+        )
+        expect_close(
+            got, -log_lik - log_prior, f"the objective of 3 images, two latent levels, σ = {sigma}"
+        )
+    moved = torch.where(mask, torch.rand(3, 1, 4, 4), decoded)
+    expect_close(
+        fn(moved, x, mask, z, 0.05),
+        fn(decoded, x, mask, z, 0.05),
+        "the objective after changing the decoded hole only (it should not change)",
     )
 
 

@@ -1,14 +1,22 @@
 """Lesson 08's comparison: flow-only methods, flow-assisted methods and baselines.
 
-Three groups of methods fill the same holes, and the hole's PSNR scores them:
+Three groups of methods fill the same holes. Two scores judge them: the hole's
+PSNR (how close in squared error), and **label consistency** (whether the shipped
+digit classifier gives the completion the true label: whether it means the
+right digit, :func:`label_consistency`).
 
 * **baselines**, no flow: ``zero``, ``mean``, ``nn`` (the training digit nearest
-  on the known pixels) and ``kernel`` (the neighbour average,
-  :func:`course_utils.inpaint.masks.kernel_fill`);
+  on the known pixels), ``kernel`` (the neighbour average,
+  :func:`course_utils.inpaint.masks.kernel_fill`) and ``gaussian`` (the
+  conditional mean of a Gaussian fitted to the training digits,
+  :func:`course_utils.inpaint.masks.gaussian_fill`);
 * **flow only**, no training image: ``ascent`` (:func:`~course_utils.inpaint.flow.pixel_inpaint`
   from the black fill), ``latent`` (latent MAP,
-  :func:`~course_utils.inpaint.flow.latent_inpaint`) and ``posterior`` (the
-  posterior mean of :func:`~course_utils.inpaint.flow.posterior_inpaint`);
+  :func:`~course_utils.inpaint.flow.latent_inpaint`), ``multistart`` (the mean of
+  latent MAP fits from several starts), ``multistart-best`` (the fit of the lowest
+  objective among them, :func:`~course_utils.inpaint.flow.multistart_inpaint`) and
+  ``posterior`` (the mean of MALA chains,
+  :func:`~course_utils.inpaint.flow.posterior_inpaint`);
 * **flow-assisted**: the flow working on training neighbours: ``nn+ascent`` (the
   ascent started from the ``nn`` fill) and ``kernel+flow``
   (:func:`flow_kernel_inpaint`, the neighbour average with the flow's vote).
@@ -23,8 +31,14 @@ from torch import nn
 
 from course_utils.core.checks import check_int
 from course_utils.core.metrics import masked_psnr
+from course_utils.glow.digits import probabilities
 from course_utils.glow.model import BATCH_CHUNK, log_prob_in_batches
-from course_utils.inpaint.flow import latent_inpaint, pixel_inpaint, posterior_inpaint
+from course_utils.inpaint.flow import (
+    latent_inpaint,
+    multistart_inpaint,
+    pixel_inpaint,
+    posterior_inpaint,
+)
 from course_utils.inpaint.masks import (
     FLOW_BANDWIDTH,
     FLOW_TEMPERATURE,
@@ -34,6 +48,7 @@ from course_utils.inpaint.masks import (
     check_inputs,
     check_train,
     frozen,
+    gaussian_fill,
     kernel_fill,
     mean_fill,
     nearest_neighbour_fill,
@@ -48,11 +63,15 @@ __all__ = [
     "flow_kernel_inpaint",
     "SETTINGS",
     "fill",
+    "fill_many",
+    "label_consistency",
+    "class_shares",
     "compare",
     "psnr_rows",
     "best",
     "paired_gain",
     "psnr_table",
+    "label_table",
 ]
 
 Tensor = torch.Tensor
@@ -63,8 +82,11 @@ METHODS = {
     "mean": "baseline",
     "nn": "baseline",
     "kernel": "baseline",
+    "gaussian": "baseline",
     "ascent": "flow",
     "latent": "flow",
+    "multistart": "flow",
+    "multistart-best": "flow",
     "posterior": "flow",
     "nn+ascent": "assisted",
     "kernel+flow": "assisted",
@@ -152,6 +174,7 @@ def flow_kernel_inpaint(
 SETTINGS: dict[str, dict] = {
     "ascent": {"steps": 400},
     "latent": {"steps": 60},
+    "multistart": {"starts": 3, "steps": 40, "lr": 0.075},
     "posterior": {"chains": 4, "steps": 40, "warmup": 20, "latent_steps": 60},
 }
 
@@ -173,13 +196,15 @@ def fill(
         images, mask: the problem.
         train_images: the pool of the baselines and the flow-assisted methods
             (not used by the flow-only methods).
-        settings: keyword arguments for the method's function, over :data:`SETTINGS`.
-        generator: seeds the posterior sampler.
+        settings: keyword arguments for the method's function, over :data:`SETTINGS`
+            (e.g. ``{"fit": gaussian_fit(train)}`` for ``gaussian``, fitted once).
+        generator: seeds the random starts and the posterior sampler.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
 
-    kw = {**SETTINGS.get(method.removeprefix("nn+"), {}), **(settings or {})}
+    name = {"nn+ascent": "ascent", "multistart-best": "multistart"}.get(method, method)
+    kw = {**SETTINGS.get(name, {}), **(settings or {})}
     if METHODS[method] != "flow" and train_images is None:
         raise ValueError(f"method {method!r} needs train_images")
     if method == "zero":
@@ -190,16 +215,105 @@ def fill(
         return nearest_neighbour_fill(images, mask, train_images)
     if method == "kernel":
         return kernel_fill(images, mask, train_images)
+    if method == "gaussian":
+        return gaussian_fill(images, mask, train_images, **kw)
     if model is None:
         raise ValueError(f"method {method!r} needs a model")
     if method == "kernel+flow":
-        return flow_kernel_inpaint(model, images, mask, train_images).images
+        return flow_kernel_inpaint(model, images, mask, train_images, **kw).images
     if method == "latent":
         return latent_inpaint(model, images, mask, **kw).images
+    if method in ("multistart", "multistart-best"):
+        res = multistart_inpaint(model, images, mask, generator=generator, **kw)
+        return res.images if method == "multistart" else res.extra["best"]
     if method == "posterior":
         return posterior_inpaint(model, images, mask, generator=generator, **kw).images
     init = nearest_neighbour_fill(images, mask, train_images) if method == "nn+ascent" else "zero"
     return pixel_inpaint(model, images, mask, init=init, **kw).images
+
+
+def fill_many(
+    methods: tuple[str, ...],
+    model: nn.Module | None,
+    images: Tensor,
+    mask: Tensor,
+    train_images: Tensor | None,
+    settings: dict[str, dict] | None = None,
+    generator: torch.Generator | None = None,
+    extras: dict | None = None,
+) -> dict[str, tuple[Tensor, float]]:
+    """:func:`fill` for several methods: method → (completed images, seconds).
+
+    ``latent``, ``multistart`` and ``multistart-best`` share one run of
+    :func:`~course_utils.inpaint.flow.multistart_inpaint` when ``multistart`` is
+    among ``methods`` and ``latent`` has no settings of its own: the latent MAP
+    fit is its first start (from ``z = 0``). The three then report that run's time,
+    and ``extras["multistart"]`` (when ``extras`` is a dict) gets that run's ``extra``
+    (its fits and their objectives).
+    """
+    settings = settings or {}
+    shared = {"latent", "multistart", "multistart-best"} & set(methods)
+    if "multistart" not in methods or "latent" in settings:
+        shared -= {"latent"}
+    if "multistart" not in methods:
+        shared = set()
+    out = {}
+    if shared:
+        if model is None:
+            raise ValueError("the multistart methods need a model")
+        kw = {**SETTINGS["multistart"], **settings.get("multistart", {})}
+        start = time.perf_counter()
+        res = multistart_inpaint(model, images, mask, generator=generator, **kw)
+        seconds = time.perf_counter() - start
+        if extras is not None:
+            extras["multistart"] = res.extra
+        fits = {
+            "latent": res.extra["fits"][:, 0],
+            "multistart": res.images,
+            "multistart-best": res.extra["best"],
+        }
+        out |= {m: (fits[m], seconds) for m in shared}
+    for method in methods:
+        if method in out:
+            continue
+        start = time.perf_counter()
+        done = fill(method, model, images, mask, train_images, settings.get(method), generator)
+        out[method] = (done, time.perf_counter() - start)
+    return {m: out[m] for m in methods}
+
+
+def label_consistency(classifier: nn.Module, completions: Tensor, labels: Tensor) -> Tensor:
+    """Whether the classifier's label of each completion is the true label: bool ``(batch,)``.
+
+    A completion *means* the right digit when a classifier trained on whole
+    digits reads it as the digit it was made from: a score of meaning, where the
+    PSNR scores closeness in squared error.
+
+    Args:
+        classifier: e.g. ``pretrained.load("digit-classifier")``.
+        completions: float ``(batch, 1, 28, 28)`` in ``[0, 1]``.
+        labels: int ``(batch,)``, the true labels.
+    """
+    if labels.shape != (len(completions),):
+        raise ValueError(f"labels must have shape ({len(completions)},), got {tuple(labels.shape)}")
+    return probabilities(classifier, completions).argmax(1) == labels
+
+
+def class_shares(classifier: nn.Module, completions: Tensor, classes: tuple[int, ...]) -> dict:
+    """The share of completions the classifier reads as each of ``classes``, and as another.
+
+    Args:
+        classifier: the digit classifier.
+        completions: float ``(N, 1, 28, 28)`` in ``[0, 1]``.
+        classes: the labels to count (e.g. the two an ambiguous mask leaves open).
+
+    Returns:
+        label → share (``int`` keys) and ``"other"`` → share; they sum to 1.
+    """
+    read = probabilities(classifier, completions).argmax(1)
+    shares = {c: float((read == c).float().mean()) for c in classes}
+    shares["other"] = float((~torch.isin(read, torch.tensor(classes))).float().mean())
+    return shares
 
 
 def compare(
@@ -211,8 +325,10 @@ def compare(
     batch_size: int = 64,
     settings: dict[str, dict] | None = None,
     seed: int = 0,
+    classifier: nn.Module | None = None,
+    labels: Tensor | None = None,
 ) -> list[dict]:
-    """Hole PSNR and time of every method on every mask type.
+    """Hole PSNR, label consistency and time of every method on every mask type.
 
     Args:
         model: the flow.
@@ -222,12 +338,16 @@ def compare(
         methods: names from :data:`METHODS`.
         batch_size: images per call; the time is reported per batch.
         settings: method → settings for :func:`fill`.
-        seed: seeds the posterior sampler (once per mask type and method).
+        seed: seeds the random starts and the sampler (once per mask type).
+        classifier, labels: with both, each row also gets ``label_consistency``
+            (the share of completions the classifier reads as the true label) and
+            ``label_per_image`` (1/0 per image).
 
     Returns:
         One dict per (mask, method): ``group`` (:data:`METHODS`), ``psnr`` (mean
         over images, dB), ``psnr_sem`` (its standard error), ``psnr_per_image``
-        and ``seconds_per_batch``.
+        and ``seconds_per_batch`` (methods run together by :func:`fill_many`
+        report their shared time).
     """
 
     unknown = [m for m in methods if m not in METHODS]
@@ -237,35 +357,30 @@ def compare(
     flow = model if any(METHODS[m] != "baseline" for m in methods) else None
     for mask in masks.values():  # every problem is checked before any method runs
         check_inputs(images, mask, flow)
+    if (classifier is None) != (labels is None):
+        raise ValueError("label consistency needs both classifier and labels")
     rows = []
     for kind, mask in masks.items():
+        generator = torch.Generator().manual_seed(seed)
+        done = {m: ([], []) for m in methods}
+        for xb, mb in zip(images.split(batch_size), mask.split(batch_size), strict=True):
+            filled = fill_many(methods, model, xb, mb, train_images, settings, generator)
+            for method, (out, seconds) in filled.items():
+                done[method][0].append(out)
+                done[method][1].append(seconds)
         for method in methods:
-            generator = torch.Generator().manual_seed(seed)
-            psnr, seconds = [], []
-            for xb, mb in zip(images.split(batch_size), mask.split(batch_size), strict=True):
-                start = time.perf_counter()
-                out = fill(
-                    method, model, xb, mb, train_images, (settings or {}).get(method), generator
-                )
-                seconds.append(time.perf_counter() - start)
-                psnr.append(masked_psnr(out, xb, mb))
-            psnr = torch.cat(psnr)
-            rows.append(
-                {
-                    "mask": kind,
-                    "method": method,
-                    "group": METHODS[method],
-                    "psnr": float(psnr.mean()),
-                    "psnr_sem": float(psnr.std() / len(psnr) ** 0.5),
-                    "psnr_per_image": psnr.tolist(),
-                    "seconds_per_batch": sum(seconds) / len(seconds),
-                }
-            )
+            out, seconds = torch.cat(done[method][0]), done[method][1]
+            (row,) = psnr_rows(images, {kind: mask}, {kind: {method: out}}, classifier, labels)
+            rows.append(row | {"seconds_per_batch": sum(seconds) / len(seconds)})
     return rows
 
 
 def psnr_rows(
-    images: Tensor, masks: dict[str, Tensor], fills: dict[str, dict[str, Tensor]]
+    images: Tensor,
+    masks: dict[str, Tensor],
+    fills: dict[str, dict[str, Tensor]],
+    classifier: nn.Module | None = None,
+    labels: Tensor | None = None,
 ) -> list[dict]:
     """:func:`compare`'s rows (without timings) from fills made elsewhere.
 
@@ -273,7 +388,10 @@ def psnr_rows(
         images: the originals ``(N, C, H, W)``.
         masks: mask type → its masks ``(N, C, H, W)``.
         fills: mask type → method (of :data:`METHODS`) → completed images ``(N, C, H, W)``.
+        classifier, labels: with both, the rows get the label consistency (:func:`compare`).
     """
+    if (classifier is None) != (labels is None):
+        raise ValueError("label consistency needs both classifier and labels")
 
     rows = []
     for kind, by_method in fills.items():
@@ -291,6 +409,12 @@ def psnr_rows(
                     "psnr_per_image": psnr.tolist(),
                 }
             )
+            if classifier is not None:
+                same = label_consistency(classifier, out, labels).float()
+                rows[-1] |= {
+                    "label_consistency": float(same.mean()),
+                    "label_per_image": same.tolist(),
+                }
     return rows
 
 
@@ -337,5 +461,36 @@ def psnr_table(rows: list[dict]) -> str:
                 continue
             gain, sem = paired_gain(top, base)
             line += f"   {top['method']:>11s} {gain:+6.2f} ± {sem:.2f} dB"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def label_table(rows: list[dict]) -> str:
+    """A text table of the rows' label consistency: mask types × methods, in per cent.
+
+    The last column compares the best flow-only method with the neighbour average
+    (``kernel``), the paired difference in percentage points ± its standard error.
+    """
+    rows = [r for r in rows if "label_consistency" in r]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    kinds = list(dict.fromkeys(r["mask"] for r in rows))
+    order = [m for g in GROUPS for m in methods if METHODS[m] == g]
+    width = max(8, *map(len, order)) + 1
+    head = f"{'mask':9s}" + "".join(f"{m:>{width}s}" for m in order)
+    lines = [head + "   best flow only − kernel (points)"]
+    for kind in kinds:
+        vals = {r["method"]: r for r in rows if r["mask"] == kind}
+        line = f"{kind:9s}" + "".join(
+            f"{100 * vals[m]['label_consistency']:{width}.0f}" if m in vals else f"{'–':>{width}s}"
+            for m in order
+        )
+        flow = [vals[m] for m in order if METHODS[m] == "flow" and m in vals]
+        if flow and "kernel" in vals:
+            top = max(flow, key=lambda r: r["label_consistency"])
+            diff = torch.tensor(top["label_per_image"]) - torch.tensor(
+                vals["kernel"]["label_per_image"]
+            )
+            sem = float(diff.std() / len(diff) ** 0.5) if len(diff) > 1 else float("nan")
+            line += f"   {top['method']:>15s} {100 * float(diff.mean()):+5.1f} ± {100 * sem:.1f}"
         lines.append(line)
     return "\n".join(lines)

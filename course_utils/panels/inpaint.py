@@ -16,12 +16,21 @@ from torch import nn
 from course_utils.core.checks import check_int
 from course_utils.core.metrics import masked_psnr
 from course_utils.core.widgets import Panel, panel
-from course_utils.inpaint.flow import latent_inpaint, pixel_inpaint, posterior_inpaint
-from course_utils.inpaint.masks import MASK_KINDS, hole_view, kernel_fill, make_masks
+from course_utils.inpaint.flow import TARGET_ACCEPTANCE, multistart_inpaint, pixel_inpaint
+from course_utils.inpaint.masks import (
+    MASK_KINDS,
+    GaussianFit,
+    gaussian_fill,
+    gaussian_fit,
+    hole_view,
+    kernel_fill,
+    make_masks,
+)
 
 __all__ = [
     "panel_mask",
     "ascent_trace_figure",
+    "chain_figure",
     "inpaint_figure",
     "inpaint_panel",
 ]
@@ -75,63 +84,66 @@ def inpaint_figure(
     kind: str = "centre",
     size: int = 12,
     steps: int = 40,
-    chains: int = 4,
+    starts: int = 3,
     seed: int = 0,
     ascent_steps: int = 400,
-    latent_steps: int = 60,
+    lr: float = 0.075,
+    fit: GaussianFit | None = None,
 ) -> Figure:
-    """One image, one mask: the flow's answers beside the neighbour average, with hole PSNRs.
+    """One image, one mask: the flow's answers beside the baselines, with hole PSNRs.
 
-    Top row: the masked image, the neighbour average (with ``train_images``),
-    likelihood ascent, latent MAP, the posterior mean of ``chains`` MALA chains
-    run ``steps`` steps, and the original. Bottom row: the chains' last
-    samples and the ``log p`` of the ascent and of every chain step by step,
-    against the original's.
+    Top row: the masked image, the neighbour average and the Gaussian
+    conditional mean (with ``train_images``), likelihood ascent, latent MAP, the
+    mean of ``starts`` latent MAP fits, and the original. Bottom row: the fits
+    (the completions the flow draws, from ``z = 0`` and random starts), and the
+    ascent's ``log p`` step by step against the original's.
 
     Args:
         model: the trained flow.
         images: float held-out images ``(N, C, H, W)`` in ``[0, 1]``.
-        train_images: the neighbour average's pool (``None``: leave it out).
+        train_images: the baselines' pool (``None``: leave them out).
         index: which image.
         kind: a mask kind of :data:`course_utils.inpaint.masks.MASK_KINDS`.
         size: the squares' side; for ``"noise"``, the missing share is ``size / 28``.
-        steps: MALA steps of each chain (half of them warm-up).
-        chains: posterior samples drawn.
-        seed: seeds the sampler.
+        steps: Adam steps of each latent MAP fit.
+        starts: latent MAP fits (the first from ``z = 0``).
+        seed: seeds the random starts.
         ascent_steps: the most steps of the ascent (it stops when converged).
-        latent_steps: steps of latent MAP, also those of the chains' starts.
+        lr: the fits' learning rate.
+        fit: the Gaussian conditional's fit of ``train_images`` (:func:`gaussian_fit`),
+            made here when None.
     """
     n = len(images)
     if not 0 <= check_int("index", index, minimum=0) < n:
         raise ValueError(f"index must be below {n}, got {index}")
-    steps = check_int("steps", steps, minimum=2)
+    steps = check_int("steps", steps, minimum=1)
     x = images[index : index + 1]
     mask = panel_mask(kind, size, index, tuple(x.shape[1:]))
     ascent = pixel_inpaint(model, x, mask, steps=ascent_steps)
-    latent = latent_inpaint(model, x, mask, steps=latent_steps)
-    post = posterior_inpaint(
+    multi = multistart_inpaint(
         model,
         x,
         mask,
-        chains=chains,
+        starts=starts,
         steps=steps,
-        warmup=steps // 2,
-        latent_steps=latent_steps,
+        lr=lr,
         generator=torch.Generator().manual_seed(seed),
     )
+    fits = multi.extra["fits"][0]
     with torch.no_grad():
         truth = model.log_prob(x).item()
     top = [("masked", hole_view(x, mask))]
     if train_images is not None:
         top.append(("neighbour average\n(no flow)", kernel_fill(x, mask, train_images)))
+        gauss = gaussian_fill(x, mask, train_images, fit=fit)
+        top.append(("Gaussian cond.\n(no flow)", gauss))
     top += [
         ("likelihood ascent", ascent.images),
-        ("latent MAP", latent.images),
-        ("posterior mean", post.images),
+        ("latent MAP", fits[:1]),
+        (f"mean of {starts} fits", multi.images),
         ("original", x),
     ]
-    samples = post.extra["samples"][0]
-    cols = max(len(top), len(samples) + 2)
+    cols = max(len(top), len(fits) + 2)
     fig = plt.figure(figsize=(1.55 * cols, 4.4))
     grid = fig.add_gridspec(2, cols)
 
@@ -145,15 +157,13 @@ def inpaint_figure(
         if name not in ("masked", "original"):
             name += f"\n{masked_psnr(img, x, mask).item():.1f} dB"
         show(fig.add_subplot(grid[0, i]), img[0], name)
-    for i, img in enumerate(samples):
+    for i, img in enumerate(fits):
         psnr = masked_psnr(img[None], x, mask).item()
-        show(fig.add_subplot(grid[1, i]), img, f"sample {i + 1}\n{psnr:.1f} dB")
-    ax = fig.add_subplot(grid[1, len(samples) :])
-    ax.plot(ascent.log_prob[:, 0], color="C0", label="ascent")
-    for c in range(post.log_prob.shape[1]):
-        ax.plot(post.log_prob[:, c], color="C2", lw=0.8, label="MALA chains" if c == 0 else None)
+        show(fig.add_subplot(grid[1, i]), img, f"fit {i + 1}\n{psnr:.1f} dB")
+    ax = fig.add_subplot(grid[1, len(fits) :])
+    ax.plot(ascent.log_prob[:, 0], color="C0", label="likelihood ascent")
     ax.axhline(truth, color="k", ls="--", lw=1, label="original")
-    ax.set_xlabel("step of the ascent / of each chain", fontsize=8)
+    ax.set_xlabel("step of the ascent", fontsize=8)
     ax.set_ylabel("log p (nats)", fontsize=8)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7, frameon=False)
@@ -165,6 +175,36 @@ def inpaint_figure(
     return fig
 
 
+def chain_figure(log_prob: Tensor, acceptance: Tensor, warmup: int, original: Tensor) -> Figure:
+    """A sampler's trace: every chain's ``log p`` and the mean acceptance, step by step.
+
+    Args:
+        log_prob: ``(steps + 1, chains)`` pixel ``log p`` of every chain.
+        acceptance: ``(steps,)`` the mean acceptance probability of each step.
+        warmup: the steps of step-size adaptation (a shaded band).
+        original: ``(chains,)`` ``log p`` of each chain's original image (dashed).
+    """
+    if log_prob.ndim != 2 or acceptance.shape != (len(log_prob) - 1,):
+        raise ValueError(
+            f"log_prob must be (steps + 1, chains) and acceptance (steps,), got "
+            f"{tuple(log_prob.shape)} and {tuple(acceptance.shape)}"
+        )
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for c in range(log_prob.shape[1]):
+        (line,) = left.plot(log_prob[:, c], lw=1)
+        left.axhline(float(original[c]), color=line.get_color(), ls="--", lw=0.8)
+    left.set(xlabel="step", ylabel="log p (nats)", title="each chain (dashed: its original)")
+    right.plot(range(1, len(acceptance) + 1), acceptance, color="C2")
+    right.axhline(TARGET_ACCEPTANCE, color="k", ls=":", lw=1, label="target 0.574")
+    right.set(xlabel="step", ylabel="acceptance", ylim=(0, 1.02), title="mean acceptance")
+    right.legend(frameon=False, fontsize=8)
+    for ax in (left, right):
+        ax.axvspan(0, warmup, color="0.9", zorder=0)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def inpaint_panel(
     model: nn.Module,
     images: Tensor,
@@ -172,11 +212,14 @@ def inpaint_panel(
     steps: int = 40,
     **settings,
 ) -> Panel:
-    """Image, mask kind and size, sampler steps and seed → :func:`inpaint_figure`, on a button.
+    """Image, mask kind and size, latent MAP steps and seed → :func:`inpaint_figure`, on a button.
 
-    ``steps`` is the steps slider's starting value; ``settings`` (``chains``,
-    ``ascent_steps``, ``latent_steps``) go to :func:`inpaint_figure` unchanged.
+    ``steps`` is the steps slider's starting value; ``settings`` (``starts``,
+    ``ascent_steps``, ``lr``) go to :func:`inpaint_figure` unchanged. The Gaussian
+    conditional is fitted to ``train_images`` once, here.
     """
+    if train_images is not None and "fit" not in settings:
+        settings["fit"] = gaussian_fit(train_images)
     ints = {"style": {"description_width": "initial"}, "continuous_update": False}
     return panel(
         lambda **kw: inpaint_figure(model, images, train_images, **kw, **settings),
@@ -184,7 +227,7 @@ def inpaint_panel(
             "index": W.IntSlider(0, 0, len(images) - 1, description="image", **ints),
             "kind": W.Dropdown(options=MASK_KINDS, value="centre", description="mask"),
             "size": W.IntSlider(12, 2, 26, description="size (px)", **ints),
-            "steps": W.IntSlider(steps, 2, 200, 2, description="sampler steps", **ints),
+            "steps": W.IntSlider(steps, 1, 200, 1, description="latent MAP steps", **ints),
             "seed": W.IntSlider(0, 0, 99, description="seed", **ints),
         },
         button="Inpaint",
