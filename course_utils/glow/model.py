@@ -465,6 +465,14 @@ class Glow(nn.Module):
                 )
             else:
                 lines.append(f"         latent z0 of shape {shapes[0]} goes to the base")
+        if cfg.num_classes:
+            n_params = sum(
+                q.class_loc.numel() + q.class_log_scale.numel() for q in self.flow.q0
+            )  # counted in the levels above
+            lines.append(
+                f"class-conditional base: a mean and log-scale per class ({cfg.num_classes}) "
+                f"for every latent coordinate; {n_params:,} of the parameters"
+            )
         lines.append(f"total: {total:,} parameters, {self.num_dims} dimensions in and out")
         return "\n".join(lines)
 
