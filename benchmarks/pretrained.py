@@ -5,7 +5,9 @@ For each model in ``pretrained/``: the seconds ``pretrained.load`` takes
 for every Glow, the figures of its manifest measured afresh from the committed
 file by the same function that wrote them (:func:`course_utils.glow.measure.measure_glow`:
 test bits/dim on the whole official test split, and for MNIST the recognisable
-share of 1,000 samples at T = 0.7 and T = 1; for the coloured-MNIST Glow
+share of 1,000 samples at T = 0.7 and T = 1, or for a class-conditional Glow
+the share drawn as asked, 100 samples of each digit at T = 0.7 and T = 1, and
+its Bayes-rule accuracy on the test split; for the coloured-MNIST Glow
 :func:`course_utils.composite.measure.measure_coloured_glow`, the same on the coloured
 test digits, with the samples' colour gap), side by side with the manifest's values. A figure that
 does not reproduce is printed as a mismatch and the script exits with 1.
@@ -43,6 +45,9 @@ def figures_of(info: dict) -> dict:
         "recognisable_real_test_digits",
         "recognisable_T0.7",
         "recognisable_T1.0",
+        "drawn_as_asked_T0.7",
+        "drawn_as_asked_T1.0",
+        "bayes_test_accuracy",
     )
     return {k: info[k] for k in keys if k in info}
 
@@ -89,6 +94,17 @@ def table(report: dict) -> tuple[str, bool]:
                 note += (
                     f", recognisable at T = 0.7 {f['recognisable_T0.7']['share']:.1%}"
                     f" (manifest {m['recognisable_T0.7']['share']:.1%})"
+                )
+            if "drawn_as_asked_T0.7" in f:
+                d, dm = f["drawn_as_asked_T0.7"], m["drawn_as_asked_T0.7"]
+                note += (
+                    f", drawn as asked at T = 0.7 {d['share']:.1%} (manifest {dm['share']:.1%};"
+                    f" worst digit {min(d['per_class']):.0%})"
+                )
+            if "bayes_test_accuracy" in f:
+                note += (
+                    f", Bayes-rule accuracy {f['bayes_test_accuracy']:.2%}"
+                    f" (manifest {m['bayes_test_accuracy']:.2%})"
                 )
             note += "  reproduced" if r["reproduced"] else "  MISMATCH"
             ok &= r["reproduced"]

@@ -189,7 +189,13 @@ def table(folder: str | os.PathLike | None = None) -> str:
             continue
         figures = {
             k: info[k]
-            for k in ("test_accuracy", "test_bits_per_dim", "recognisable_share")
+            for k in (
+                "test_accuracy",
+                "test_bits_per_dim",
+                "recognisable_share",
+                "drawn_as_asked_share",
+                "bayes_test_accuracy",
+            )
             if k in info
         }
         text = ", ".join(f"{k} {v}" for k, v in figures.items())

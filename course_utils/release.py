@@ -76,6 +76,8 @@ def make_glow(
     to continue it. ``<name>.pt`` holds the weights alone and ``<name>.json``
     the manifest, whose figures :func:`~course_utils.glow.measure.measure_glow` (or
     :func:`~course_utils.composite.measure.measure_coloured_glow`) measures on the result.
+    A class-conditional recipe (``course-cond``) trains on the images' classes, and its
+    manifest records how often it draws the digit asked for and its Bayes-rule accuracy.
     """
     check_dataset(dataset)
     spec = get_recipe(recipe)
@@ -96,10 +98,11 @@ def make_glow(
             flush=True,
         ),
     )
+    conditional = spec.model.num_classes is not None
     data = (
         "coloured-mnist (MNIST's 60,000 training digits, coloured with seed 0)"
         if coloured
-        else f"{dataset} (60,000 training images)"
+        else f"{dataset} (60,000 training images" + (" and their classes)" if conditional else ")")
     )
     dev = next(model.parameters()).device
     info: dict[str, Any] = {
@@ -117,7 +120,8 @@ def make_glow(
         if len(history.epoch_steps) == len(history.eval)
         # a run begun before steps were recorded: one stretch, every 100 steps and at the end
         else [min(100 * (k + 1), history.steps) for k in range(len(history.eval))],
-        "held_out_images": "the first 1,000 official test images",
+        "held_out_images": "the first 1,000 official test images"
+        + (", given their classes" if conditional else ""),
         "command": f"python -m course_utils.release {name} --dataset {dataset} "
         f"--recipe {recipe} --minutes {minutes:g}",
     }

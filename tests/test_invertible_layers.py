@@ -31,7 +31,15 @@ import torch
 from oracles import perturb
 from torch import nn
 
-from course_utils.flows2d import autoregressive, bijections, continuous, flows, inference, models2d
+from course_utils.flows2d import (
+    autoregressive,
+    bijections,
+    conditional,
+    continuous,
+    flows,
+    inference,
+    models2d,
+)
 from course_utils.glow import layers as glow_layers
 from course_utils.glow.model import Glow
 from course_utils.inpaint.flow import coordinates
@@ -113,6 +121,19 @@ class Rows:
 
     def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self._run(self.layer.inverse, x)
+
+
+class GivenContext:
+    """A conditional 2-D layer or flow (``forward(z, c)``, ``inverse(x, c)``) at one context."""
+
+    def __init__(self, layer: nn.Module, context: Sequence[float]) -> None:
+        self.layer, self.context = layer, torch.tensor(context, dtype=DTYPE)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        return self.layer.forward(z, self.context)
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.layer.inverse(x, self.context)
 
 
 class Chain:
@@ -366,6 +387,27 @@ CASES = {
     "coupling 5d": Case(
         flows.AffineCoupling, lambda: _moved(flows.AffineCoupling([1, 0, 1, 0, 0], 16)), 5
     ),
+    # lesson 11: couplings whose networks also see a context
+    "conditional coupling keeps x1": Case(
+        conditional.ConditionalAffineCoupling,
+        lambda: GivenContext(
+            _moved(conditional.ConditionalAffineCoupling([1, 0], 1, 16), 0.5), [0.7]
+        ),
+        2,
+    ),
+    "conditional coupling 5d, 3 context numbers": Case(
+        conditional.ConditionalAffineCoupling,
+        lambda: GivenContext(
+            _moved(conditional.ConditionalAffineCoupling([0, 1, 1, 0, 0], 3, 16), 0.5),
+            [0.3, -1.0, 2.0],
+        ),
+        5,
+    ),
+    "conditional realnvp": Case(
+        conditional.ConditionalFlow,
+        lambda: GivenContext(_moved(conditional.conditional_realnvp(2, 2, 3, 16)), [1.0, -0.5]),
+        2,
+    ),
     "invertible linear 5d": Case(
         flows.InvertibleLinear, lambda: _moved(flows.InvertibleLinear(5, seed=1)), 5
     ),
@@ -580,6 +622,7 @@ def test_log_det_is_autograds(name: str) -> None:
 LAYER_MODULES = [
     "course_utils.flows2d.bijections",
     "course_utils.flows2d.flows",
+    "course_utils.flows2d.conditional",
     "course_utils.flows2d.autoregressive",
     "course_utils.flows2d.inference",
     "course_utils.flows2d.continuous",

@@ -209,9 +209,9 @@ def test_train_glow_initialises_before_training(tmp_path, shared_data, monkeypat
     seen: list[bool] = []
     log_prob = Glow.log_prob
 
-    def spy(self: Glow, x: torch.Tensor) -> torch.Tensor:
+    def spy(self: Glow, x: torch.Tensor, y: object = None) -> torch.Tensor:
         seen.append(self.initialized)  # every score, from the first training step on
-        return log_prob(self, x)
+        return log_prob(self, x, y)
 
     monkeypatch.setattr(Glow, "log_prob", spy)
     recipe = Recipe(GlowConfig(**TINY), Optimiser("adam", lr=1e-3), Schedule(warmup_steps=2), 16)
@@ -348,8 +348,8 @@ def test_non_finite_draws_are_redrawn_or_refused(tiny: Glow, monkeypatch) -> Non
     real = tiny._draw
     calls = []
 
-    def flaky(n, temperature):
-        x = real(n, temperature)
+    def flaky(n, temperature, y=None):
+        x = real(n, temperature, y)
         if not calls:
             x[::3] = float("nan")
         calls.append(n)
@@ -359,7 +359,7 @@ def test_non_finite_draws_are_redrawn_or_refused(tiny: Glow, monkeypatch) -> Non
     with pytest.warns(RuntimeWarning, match="4 of 10 samples decoded to non-finite"):
         x = tiny.sample(10)
     assert bool(torch.isfinite(x).all()) and calls == [10, 4]
-    monkeypatch.setattr(tiny, "_draw", lambda n, t: torch.full((n, 1, 28, 28), float("nan")))
+    monkeypatch.setattr(tiny, "_draw", lambda n, t, y: torch.full((n, 1, 28, 28), float("nan")))
     with pytest.raises(RuntimeError, match="stayed non-finite after 20 redraws"):
         tiny.sample(3)
 

@@ -134,7 +134,17 @@ def test_make_glow_writes_a_model_whose_figures_load_reproduces(
     assert (tmp_path / "glow-tiny.run.pt").is_file()  # the resumable run, to continue later
 
 
-@pytest.mark.parametrize("name", ["glow-mnist", "glow-fashion-mnist", "glow-coloured-mnist"])
+#: Every shipped Glow with a resumable run file (glow-mnist, glow-fashion-mnist, ...).
+SHIPPED_RUNS = sorted(
+    p.name.removesuffix(".run.pt") for p in pretrained.PRETRAINED_DIR.glob("*.run.pt")
+)
+
+
+def test_the_shipped_glows_have_their_run_files() -> None:
+    assert {"glow-mnist", "glow-fashion-mnist", "glow-coloured-mnist"} <= set(SHIPPED_RUNS)
+
+
+@pytest.mark.parametrize("name", SHIPPED_RUNS)
 def test_each_shipped_run_file_resumes_with_its_manifests_command(name: str) -> None:
     # `make NAME --recipe R` continues NAME.run.pt: the file must fit the run that
     # command builds today (its recipe, dataset, architecture, optimizer and schedule).

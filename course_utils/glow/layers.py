@@ -46,6 +46,7 @@ __all__ = [
     "glow_block",
     "dct_matrix",
     "SpectralGlowBase",
+    "ClassConditionalBase",
     "base_from_noise",
 ]
 
@@ -338,6 +339,63 @@ class SpectralGlowBase(nf.distributions.BaseDistribution):
         log_scale = self.log_scale + self._temperature_log()
         coeffs = torch.einsum("ha,ncab,wb->nchw", self.d_h, z, self.d_w)  # D z Dᵀ
         return self._gauss((coeffs - self.loc) / log_scale.exp(), log_scale)
+
+
+class ClassConditionalBase(nn.Module):
+    """A Glow level's base distribution given a class: ``p(z | y)``.
+
+    A base ``p₀`` (normflows' ``GlowBase`` or :class:`SpectralGlowBase`) moved
+    and stretched by the class: ``z = m_y + exp(s_y) ⊙ z₀`` with ``z₀ ~ p₀``,
+    where ``m_y`` and ``s_y`` are a learned mean and log-scale for every latent
+    coordinate and every class (the rows of a one-hot class times two
+    matrices, as normflows' class-conditional ``GlowBase`` does per channel),
+    so ``log p(z | y) = log p₀((z − m_y) ⊙ exp(−s_y)) − Σ s_y``. At zero
+    parameters every class has the base's own distribution. The temperature
+    scales the base's spread, not the class's mean.
+
+    Args:
+        base: the unconditional base, with ``shape`` and ``temperature``.
+        num_classes: how many classes, >= 2.
+    """
+
+    def __init__(self, base: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.base = base
+        self.shape = tuple(base.shape)
+        self.num_classes = num_classes
+        self.class_loc = nn.Parameter(torch.zeros(num_classes, *self.shape))
+        self.class_log_scale = nn.Parameter(torch.zeros(num_classes, *self.shape))
+
+    @property
+    def temperature(self) -> float | None:
+        return self.base.temperature
+
+    @temperature.setter
+    def temperature(self, value: float | None) -> None:  # MultiscaleFlow.set_temperature
+        self.base.temperature = value
+
+    def _labels(self, y: Tensor | None) -> Tensor:
+        if y is None:
+            raise ValueError("a class-conditional base needs the classes y")
+        return y
+
+    def forward(self, num_samples: int = 1, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        y = self._labels(y)
+        z0, log_p = self.base(len(y))
+        s = self.class_log_scale[y]
+        return self.class_loc[y] + s.exp() * z0, log_p - s.flatten(1).sum(1)
+
+    def log_prob(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        y = self._labels(y)
+        s = self.class_log_scale[y]
+        return self.base.log_prob((z - self.class_loc[y]) * (-s).exp()) - s.flatten(1).sum(1)
+
+    def log_prob_every_class(self, z: Tensor) -> Tensor:
+        """``log p(z | y)`` for every class at once: ``(batch, num_classes)``."""
+        n, k = len(z), self.num_classes
+        zs = z.unsqueeze(1).expand(n, k, *self.shape).reshape(n * k, *self.shape)
+        y = torch.arange(k, device=z.device).repeat(n)
+        return self.log_prob(zs, y).view(n, k)
 
 
 def base_from_noise(base: nn.Module, eps: Tensor) -> Tensor:

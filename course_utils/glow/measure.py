@@ -4,24 +4,34 @@ The figures of a shipped Glow (``pretrained/<name>.json``) are measured here,
 on the official test split, by the same functions that
 ``benchmarks/pretrained.py`` uses to measure them again. Also the
 importance-weighted bound of lesson 07 (:func:`importance_weighted_log_prob`),
-which tightens the one-sample dequantization bound with ``K`` noise draws.
+which tightens the one-sample dequantization bound with ``K`` noise draws. A
+class-conditional Glow is also measured as a sampler that is asked for a digit
+(:func:`drawn_as_asked`) and as a classifier by Bayes' rule
+(:func:`bayes_posterior`, :func:`bayes_accuracy`).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from course_utils import pretrained
-from course_utils.core.checks import check_int
+from course_utils.core.checks import check_float, check_int, check_uint8_images
 from course_utils.core.data import image_splits
-from course_utils.glow.digits import recognisable
+from course_utils.glow.digits import CONFIDENCE, probabilities, recognisable
+from course_utils.glow.model import BATCH_CHUNK
+from course_utils.glow.train import label_splits
 
 __all__ = [
+    "DrawnAsAsked",
+    "bayes_accuracy",
+    "bayes_posterior",
     "dequantization_bounds",
+    "drawn_as_asked",
     "importance_weighted_log_prob",
     "measure_glow",
     "recognisable_samples",
@@ -44,20 +54,210 @@ def recognisable_samples(
     return out
 
 
+@dataclass(frozen=True)
+class DrawnAsAsked:
+    """How often a class-conditional Glow draws the digit it is asked for.
+
+    Attributes:
+        share: the share of all samples that the digit classifier labels as the
+            class they were drawn for, with probability >= ``confidence``.
+        per_class: that share among the samples of each class 0..K-1.
+        samples_per_class: samples drawn for each class.
+        temperature: the sampling temperature.
+        confidence: the classifier's probability a sample needs to count.
+    """
+
+    share: float
+    per_class: tuple[float, ...]
+    samples_per_class: int
+    temperature: float
+    confidence: float = CONFIDENCE
+
+    @property
+    def worst(self) -> tuple[int, float]:
+        """The class drawn as asked least often, and its share."""
+        k = min(range(len(self.per_class)), key=self.per_class.__getitem__)
+        return k, self.per_class[k]
+
+    def __str__(self) -> str:
+        k, worst = self.worst
+        return (
+            f"{self.share:.1%} drawn as asked at T = {self.temperature:g} "
+            f"({self.samples_per_class} per class; worst: {k} at {worst:.0%})"
+        )
+
+
+def _conditional(model: nn.Module, what: str) -> int:
+    classes = getattr(model, "num_classes", None)
+    if not classes:
+        raise ValueError(f"{what} needs a class-conditional Glow (num_classes set)")
+    return classes
+
+
+@torch.no_grad()
+def drawn_as_asked(
+    model: nn.Module,
+    classifier: nn.Module | None = None,
+    samples_per_class: int = 100,
+    temperature: float = 0.7,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> DrawnAsAsked:
+    """Draw ``samples_per_class`` samples of every class and check each is the digit asked for.
+
+    A sample of class ``y`` counts when the digit classifier gives ``y`` a
+    probability of at least ``confidence`` (a sample it is unsure of, or sure
+    is another digit, does not).
+
+    Args:
+        model: a class-conditional Glow whose classes are the classifier's (digits 0-9).
+        classifier: default the shipped ``digit-classifier``.
+        samples_per_class: >= 1.
+        temperature: sampling temperature, > 0.
+        confidence: in (0, 1).
+        seed: sampling is seeded with it (every class drawn in one batch).
+
+    Raises:
+        ValueError: an unconditional model, or a setting out of range.
+    """
+    classes = _conditional(model, "drawn_as_asked")
+    samples_per_class = check_int("samples_per_class", samples_per_class, minimum=1)
+    temperature = check_float("temperature", temperature, positive=True)
+    confidence = check_float("confidence", confidence)
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    classifier = pretrained.load("digit-classifier") if classifier is None else classifier
+    asked = torch.arange(classes).repeat_interleave(samples_per_class)
+    torch.manual_seed(seed)
+    x = model.sample(len(asked), temperature=temperature, y=asked)
+    probs = probabilities(classifier, x.cpu())
+    if probs.shape[1] < classes:
+        raise ValueError(
+            f"the classifier knows {probs.shape[1]} classes, the model {classes}: "
+            "they must be the same digits"
+        )
+    hit = probs[torch.arange(len(asked)), asked] >= confidence
+    per_class = hit.view(classes, samples_per_class).float().mean(dim=1)
+    return DrawnAsAsked(
+        share=float(hit.float().mean()),
+        per_class=tuple(round(float(v), 4) for v in per_class),
+        samples_per_class=samples_per_class,
+        temperature=temperature,
+        confidence=confidence,
+    )
+
+
+@torch.no_grad()
+def bayes_posterior(
+    model: nn.Module,
+    images: Tensor,
+    log_prior: Tensor | None = None,
+    batch_size: int = BATCH_CHUNK,
+    seed: int = 1,
+) -> Tensor:
+    """``log p(y | k)`` of 8-bit images by Bayes' rule: ``(batch, num_classes)``.
+
+    ``log p(k | y) + log p(y)``, normalised over the classes, with ``log p(k | y)``
+    the model's dequantized bound
+    (:meth:`~course_utils.glow.model.Glow.dequantized_class_log_probs`: one
+    dequantization per image for all classes, seeded with ``seed``).
+
+    Args:
+        model: a class-conditional Glow.
+        images: ``uint8`` images ``(batch, C, H, W)``.
+        log_prior: ``log p(y)``, ``(num_classes,)``; None is the uniform prior.
+        batch_size: images per pass, >= 1.
+        seed: seeds the dequantization noise.
+
+    Raises:
+        ValueError: an unconditional model, images that are not ``uint8``, or a
+            prior of the wrong shape or not finite.
+    """
+    classes = _conditional(model, "bayes_posterior")
+    images = check_uint8_images("images", images, allow_hw=False)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    if log_prior is None:
+        log_prior = torch.zeros(classes)
+    log_prior = torch.as_tensor(log_prior, dtype=torch.float32)
+    if log_prior.shape != (classes,) or not bool(torch.isfinite(log_prior).all()):
+        raise ValueError(
+            f"log_prior must be {classes} finite log-probabilities, got shape "
+            f"{tuple(log_prior.shape)}"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    log_joint = torch.cat(
+        [
+            model.dequantized_class_log_probs(part.to(device), generator).cpu()
+            for part in images.split(batch_size)
+        ]
+    ) + log_prior.log_softmax(0)
+    return log_joint.log_softmax(dim=1)
+
+
+def bayes_accuracy(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    log_prior: Tensor | None = None,
+    seed: int = 1,
+) -> float:
+    """The share of ``images`` whose class is ``argmax_y log p(k | y) + log p(y)`` (Bayes' rule).
+
+    Raises:
+        ValueError: as :func:`bayes_posterior`, or labels that are not one class per image.
+    """
+    labels = torch.as_tensor(labels)
+    if labels.shape != (len(images),) or labels.is_floating_point():
+        raise ValueError(
+            f"labels must be {len(images)} integer classes, one per image, got "
+            f"{tuple(labels.shape)} {str(labels.dtype).removeprefix('torch.')}"
+        )
+    posterior = bayes_posterior(model, images, log_prior, seed=seed)
+    return float((posterior.argmax(dim=1) == labels.long()).float().mean())
+
+
 def measure_glow(model: nn.Module, dataset: str, samples: int = 1000) -> dict[str, Any]:
     """The figures a Glow's manifest records, measured on the official test split.
 
     Test bits/dim on all test images (dequantization noise seeded with 1); for
     MNIST also the recognisable share of ``samples`` samples at T = 0.7 and 1
     (:mod:`course_utils.glow.digits`, sampling seeded with 0).
-    """
 
+    A class-conditional Glow's bits/dim are those of ``p(x | y)`` given each
+    test image's class; instead of the recognisable share it is measured
+    drawn as asked (``samples / 10`` per class at T = 0.7 and 1,
+    :func:`drawn_as_asked`) and as a classifier by Bayes' rule on every test
+    image, with the training split's class frequencies as the prior.
+    """
     _, test = image_splits(dataset)
     model.eval()
+    classes = getattr(model, "num_classes", None)
+    # (the test classes cut to the images scored, should fewer be asked for)
+    labels = label_splits(dataset) if classes else None
+    if labels is not None:
+        labels = (labels[0], labels[1][: len(test)])
     figures: dict[str, Any] = {
-        "test_bits_per_dim": round(model.bits_per_dim(test, seed=1), 4),
+        "test_bits_per_dim": round(
+            model.bits_per_dim(test, seed=1, **({"y": labels[1]} if classes else {})), 4
+        ),
         "test_images": len(test),
     }
+    if classes:
+        if dataset == "mnist":
+            for t in (0.7, 1.0):
+                d = drawn_as_asked(model, samples_per_class=samples // classes, temperature=t)
+                figures[f"drawn_as_asked_T{t}"] = {
+                    "share": round(d.share, 4),
+                    "per_class": list(d.per_class),
+                    "samples_per_class": d.samples_per_class,
+                }
+            figures["drawn_as_asked_share"] = figures["drawn_as_asked_T0.7"]["share"]
+        counts = torch.bincount(labels[0], minlength=classes).float()
+        figures["bayes_test_accuracy"] = round(
+            bayes_accuracy(model, test, labels[1], log_prior=(counts / counts.sum()).log()), 4
+        )
+        return figures
     if dataset == "mnist":
         for t, r in recognisable_samples(model, samples).items():
             figures[f"recognisable_T{t}"] = {

@@ -31,6 +31,7 @@ from course_utils.core.checks import (
 )
 from course_utils.core.metrics import bits_per_dim
 from course_utils.glow.layers import (
+    ClassConditionalBase,
     MaskedAffineCoupling,
     SpectralGlowBase,
     VariationalDequantizer,
@@ -113,6 +114,11 @@ class GlowConfig:
             independent); ``"spectral"`` is
             :class:`course_utils.glow.layers.SpectralGlowBase` (a mean and scale
             per cosine wave, so a whole-image colour is one latent coordinate).
+        num_classes: if set (>= 2), the Glow is class-conditional: each level's
+            base is :class:`course_utils.glow.layers.ClassConditionalBase`
+            (a learned mean and log-scale per class for every latent coordinate)
+            and the model scores and draws ``p(x | y)``; None (or 0) is the
+            unconditional Glow.
     """
 
     shape: tuple[int, int, int] = (1, 28, 28)
@@ -129,6 +135,7 @@ class GlowConfig:
     scale_map: str = "sigmoid"
     logit_alpha: float | None = None
     base: str = "channel"
+    num_classes: int | None = None
 
     def __post_init__(self) -> None:
         # Checked here, not only where a Glow is built, so that a recipe with an
@@ -152,6 +159,15 @@ class GlowConfig:
             raise ValueError(f"shape must be (C, H, W), three positive ints, got {shape!r}")
         self.per_level("blocks")
         self.per_level("hidden")
+        if self.num_classes is not None:
+            classes = check_int("num_classes", self.num_classes, minimum=0)
+            if classes == 1:
+                raise ValueError(
+                    "num_classes must be >= 2 for a class-conditional Glow (e.g. 10 for digits), "
+                    "or 0/None for an unconditional one, got 1"
+                )
+            # 0 and None are the same unconditional model (equal configs, equal recipe digests).
+            set_(self, "num_classes", classes or None)
         if self.logit_alpha is not None:
             alpha = check_float("logit_alpha", self.logit_alpha)
             if not 0 < alpha < 0.5:
@@ -219,7 +235,13 @@ _MIN_INIT_STD = 0.01
 
 
 class Glow(nn.Module):
-    """A multi-scale Glow (normflows ``MultiscaleFlow``), unconditional.
+    """A multi-scale Glow (normflows ``MultiscaleFlow``), unconditional or class-conditional.
+
+    With ``num_classes`` set, every level's base depends on the class
+    (:class:`course_utils.glow.layers.ClassConditionalBase`), and
+    :meth:`log_prob`, :meth:`dequantized_log_prob`, :meth:`bits_per_dim` and
+    :meth:`sample` take the classes ``y`` (:meth:`check_labels`);
+    :meth:`class_log_probs` scores every class at once.
 
     ActNorm layers start from data: :meth:`initialize` sets each one's scale
     and shift so that a batch of real images comes out with zero mean and unit
@@ -307,13 +329,16 @@ class Glow(nn.Module):
             else:
                 f = 2**big_l
                 latent = (c * 2 * f, h // f, w // f)
-            q0.append(
+            base = (
                 SpectralGlowBase(latent)
                 if cfg.base == "spectral"
                 else nf.distributions.GlowBase(latent)
             )
+            q0.append(ClassConditionalBase(base, cfg.num_classes) if cfg.num_classes else base)
         transform = nf.transforms.Logit(cfg.logit_alpha) if cfg.logit_alpha is not None else None
-        self.flow = _MultiscaleFlow(q0, flows, merges, transform=transform, class_cond=False)
+        self.flow = _MultiscaleFlow(
+            q0, flows, merges, transform=transform, class_cond=cfg.num_classes is not None
+        )
         self.dequantizer = (
             VariationalDequantizer(
                 cfg.shape, cfg.dequantizer, cfg.dequantizer_hidden, cfg.net_layers
@@ -323,6 +348,58 @@ class Glow(nn.Module):
         )
         self._initialized = False
         self.register_load_state_dict_post_hook(self._forget_initialized)
+
+    @property
+    def num_classes(self) -> int | None:
+        """How many classes a class-conditional Glow knows; None for an unconditional one."""
+        return self.config.num_classes
+
+    def check_labels(self, y: object, n: int, name: str = "y") -> Tensor | None:
+        """The classes ``y`` of ``n`` images as an ``int64`` tensor on the model's device.
+
+        A class-conditional Glow needs them: one int (the same class for all
+        ``n``) or ``n`` integers in ``0..num_classes-1`` (a tensor, array or
+        list). An unconditional Glow takes none (``y=None``).
+
+        Raises:
+            ValueError: labels given to an unconditional Glow or missing for a
+                conditional one, or of the wrong dtype, shape or range.
+        """
+        if self.num_classes is None:
+            if y is not None:
+                raise ValueError(
+                    f"{name} was given, but this Glow is unconditional (num_classes=None): "
+                    "it models p(x), not p(x | y); leave out the classes"
+                )
+            return None
+        k = self.num_classes
+        if y is None:
+            raise ValueError(
+                f"this Glow is class-conditional ({k} classes): give the classes {name}, one int "
+                f"or {n} ints in 0..{k - 1}"
+            )
+        device = next(self.parameters()).device
+        if isinstance(y, (int, np.integer)) and not isinstance(y, bool):
+            labels = torch.full((n,), int(y), dtype=torch.int64, device=device)
+        else:
+            labels = torch.as_tensor(y) if not isinstance(y, Tensor) else y
+            if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+                raise ValueError(
+                    f"{name} must hold integer classes, got dtype "
+                    f"{str(labels.dtype).removeprefix('torch.')} (convert with .long())"
+                )
+            if labels.shape != (n,):
+                raise ValueError(
+                    f"{name} must be one int or {n} classes of shape ({n},), one per image, "
+                    f"got shape {tuple(labels.shape)}"
+                )
+            labels = labels.to(device=device, dtype=torch.int64)
+        if n and (int(labels.min()) < 0 or int(labels.max()) >= k):
+            raise ValueError(
+                f"{name} must lie in 0..{k - 1} ({k} classes), got values from "
+                f"{int(labels.min())} to {int(labels.max())}"
+            )
+        return labels
 
     @property
     def num_dims(self) -> int:
@@ -388,6 +465,14 @@ class Glow(nn.Module):
                 )
             else:
                 lines.append(f"         latent z0 of shape {shapes[0]} goes to the base")
+        if cfg.num_classes:
+            n_params = sum(
+                q.class_loc.numel() + q.class_log_scale.numel() for q in self.flow.q0
+            )  # counted in the levels above
+            lines.append(
+                f"class-conditional base: a mean and log-scale per class ({cfg.num_classes}) "
+                f"for every latent coordinate; {n_params:,} of the parameters"
+            )
         lines.append(f"total: {total:,} parameters, {self.num_dims} dimensions in and out")
         return "\n".join(lines)
 
@@ -454,7 +539,9 @@ class Glow(nn.Module):
         if force:
             for m in self._actnorms():
                 m.data_dep_init_done.fill_(0.0)
-        self.flow.log_prob(x, None)  # normflows' ActNorm sets itself on this first pass
+        # normflows' ActNorm sets itself on this first pass (the classes do not reach it)
+        y = None if self.num_classes is None else torch.zeros(len(x), dtype=torch.int64)
+        self.flow.log_prob(x, None if y is None else y.to(x.device))
         for m in self._actnorms():  # one the data pass does not reach keeps its identity start
             m.data_dep_init_done.fill_(1.0)
         self._initialized = True
@@ -476,18 +563,42 @@ class Glow(nn.Module):
             for m in pending:
                 m.data_dep_init_done.fill_(0.0)
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Exact log-density ``(batch, C, H, W) -> (batch,)`` of dequantized images."""
+    def log_prob(self, x: Tensor, y: object = None) -> Tensor:
+        """Exact log-density ``(batch, C, H, W) -> (batch,)`` of dequantized images.
+
+        A class-conditional Glow gives ``log p(x | y)`` of the classes ``y``
+        (one int, or one per image; see :meth:`check_labels`).
+        """
+        self.check_input(x)
+        y = self.check_labels(y, len(x))
+        self._ensure_initialized(x)
+        return self.flow.log_prob(x, y)
+
+    def class_log_probs(self, x: Tensor) -> Tensor:
+        """``log p(x | y)`` of dequantized images for every class: ``(batch, num_classes)``.
+
+        The flow is the same for every class, so it runs once; only the bases
+        are evaluated once per class. Adding ``log p(y)`` and taking the
+        argmax classifies by Bayes' rule.
+
+        Raises:
+            ValueError: the Glow is unconditional, or ``x`` is not images in [0, 1].
+        """
+        if self.num_classes is None:
+            raise ValueError("class_log_probs needs a class-conditional Glow (num_classes set)")
         self.check_input(x)
         self._ensure_initialized(x)
-        return self.flow.log_prob(x, None)
+        z, log_det = self.flow.inverse_and_log_det(x)
+        return log_det[:, None] + sum(
+            q.log_prob_every_class(zi) for q, zi in zip(self.flow.q0, z, strict=True)
+        )
 
-    def forward_kld(self, x: Tensor) -> Tensor:
-        """Training loss: mean NLL in nats of a batch of dequantized images."""
-        return -self.log_prob(x).mean()
+    def forward_kld(self, x: Tensor, y: object = None) -> Tensor:
+        """Training loss: mean NLL in nats of a batch of dequantized images (given ``y``)."""
+        return -self.log_prob(x, y).mean()
 
     def dequantized_log_prob(
-        self, images: Tensor, generator: torch.Generator | None = None
+        self, images: Tensor, generator: torch.Generator | None = None, y: object = None
     ) -> Tensor:
         """A lower bound on ``log P(k) + D log 256`` of 8-bit images ``k``: ``(batch,)``.
 
@@ -499,15 +610,29 @@ class Glow(nn.Module):
         Args:
             images: ``uint8`` images ``(batch, C, H, W)``.
             generator: seeds the dequantization noise.
+            y: the classes, for a class-conditional Glow (the bound on ``log P(k | y)``).
         """
         images = check_uint8_images("images", images, shape=self.config.shape, allow_hw=False)
+        y = self.check_labels(y, len(images))
         if self.dequantizer is None:
-            return self.log_prob(dequantize(images, generator))
+            return self.log_prob(dequantize(images, generator), y)
         u, log_q = self.dequantizer(images, generator)
-        return self.log_prob(u) - log_q
+        return self.log_prob(u, y) - log_q
+
+    def dequantized_class_log_probs(
+        self, images: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """:meth:`dequantized_log_prob` of every class, one dequantization: ``(batch, K)``."""
+        images = check_uint8_images("images", images, shape=self.config.shape, allow_hw=False)
+        if self.dequantizer is None:
+            return self.class_log_probs(dequantize(images, generator))
+        u, log_q = self.dequantizer(images, generator)
+        return self.class_log_probs(u) - log_q[:, None]
 
     @torch.no_grad()
-    def bits_per_dim(self, x: Tensor, batch_size: int = BATCH_CHUNK, seed: int = 1) -> float:
+    def bits_per_dim(
+        self, x: Tensor, batch_size: int = BATCH_CHUNK, seed: int = 1, y: object = None
+    ) -> float:
         """Mean bits/dim (convention of :mod:`course_utils.core.metrics`).
 
         Args:
@@ -516,16 +641,22 @@ class Glow(nn.Module):
                 (the model's own dequantizer) and a noise seeded with ``seed``.
             batch_size: images per pass, so a whole test split fits in memory.
             seed: seeds the dequantization noise of ``uint8`` images.
+            y: the classes of ``x``, for a class-conditional Glow (bits/dim of ``p(x | y)``).
         """
+        y = self.check_labels(y, len(x))
         if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
             if batch_size < 1:
                 raise ValueError(f"batch_size must be positive, got {batch_size}")
             generator = torch.Generator().manual_seed(seed)
+            labels = [None] * len(x) if y is None else y.split(batch_size)
             log_p = torch.cat(
-                [self.dequantized_log_prob(part, generator) for part in x.split(batch_size)]
+                [
+                    self.dequantized_log_prob(part, generator, part_y)
+                    for part, part_y in zip(x.split(batch_size), labels, strict=False)
+                ]
             )
             return bits_per_dim(log_p, self.num_dims)
-        return bits_per_dim(log_prob_in_batches(self, x, batch_size), self.num_dims)
+        return bits_per_dim(log_prob_in_batches(self, x, batch_size, y), self.num_dims)
 
     def encode(self, x: Tensor) -> list[Tensor]:
         """Data → latents, one tensor per level (coarsest first)."""
@@ -541,19 +672,25 @@ class Glow(nn.Module):
         return x
 
     @torch.no_grad()
-    def sample_latents(self, n: int, temperature: float = 1.0) -> list[Tensor]:
-        """``n`` draws of every level's latent from the base, at a temperature."""
+    def sample_latents(self, n: int, temperature: float = 1.0, y: object = None) -> list[Tensor]:
+        """``n`` draws of every level's latent from the base, at a temperature (given ``y``)."""
         n = check_int("n", n, minimum=1)
         temperature = check_float("temperature", temperature, positive=True)
+        y = self.check_labels(y, n)
         self.flow.set_temperature(temperature)
         try:
-            return [q(n)[0] for q in self.flow.q0]
+            return [q(n)[0] if y is None else q(n, y)[0] for q in self.flow.q0]
         finally:
             self.flow.reset_temperature()
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0, redraw: bool = True) -> Tensor:
+    def sample(
+        self, n: int, temperature: float = 1.0, redraw: bool = True, y: object = None
+    ) -> Tensor:
         """``n`` images ``(n, C, H, W)`` clamped to [0, 1], drawn at a temperature.
+
+        A class-conditional Glow draws from ``p(x | y)``: ``y`` is one class
+        for all ``n`` (``sample(10, y=3)``) or one class per image.
 
         The temperature multiplies the base distribution's standard deviation:
         below 1 the samples are smoother and more typical, at 1 they follow the
@@ -570,7 +707,8 @@ class Glow(nn.Module):
         """
         n = check_int("n", n, minimum=1)
         temperature = check_float("temperature", temperature, positive=True)
-        x = self._draw(n, temperature)
+        y = self.check_labels(y, n)
+        x = self._draw(n, temperature, y)
         if not redraw:
             return x
         bad = ~torch.isfinite(x.flatten(1)).all(dim=1)
@@ -578,7 +716,7 @@ class Glow(nn.Module):
         for _ in range(20):
             if not bad.any():
                 break
-            x[bad] = self._draw(int(bad.sum()), temperature)
+            x[bad] = self._draw(int(bad.sum()), temperature, None if y is None else y[bad])
             bad = ~torch.isfinite(x.flatten(1)).all(dim=1)
         if bad.any():
             raise RuntimeError(
@@ -595,30 +733,40 @@ class Glow(nn.Module):
             )
         return x.clamp(0, 1)
 
-    def _draw(self, n: int, temperature: float) -> Tensor:
+    def _draw(self, n: int, temperature: float, y: Tensor | None = None) -> Tensor:
         with self._without_initialising():
-            x, _ = self.flow.sample(n, temperature=temperature)
+            x, _ = self.flow.sample(n, y=y, temperature=temperature)
         return x
 
 
 @torch.no_grad()
-def log_prob_in_batches(model: nn.Module, x: Tensor, batch_size: int = BATCH_CHUNK) -> Tensor:
-    """``model.log_prob`` of ``x`` ``batch_size`` rows at a time, without gradients: ``(n,)``."""
+def log_prob_in_batches(
+    model: nn.Module, x: Tensor, batch_size: int = BATCH_CHUNK, y: Tensor | None = None
+) -> Tensor:
+    """``model.log_prob`` of ``x`` ``batch_size`` rows at a time, without gradients: ``(n,)``.
+
+    ``y``: the classes of ``x`` (a tensor of ``len(x)``), for a class-conditional model.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    return torch.cat([model.log_prob(part) for part in x.split(batch_size)])
+    if y is None:
+        return torch.cat([model.log_prob(part) for part in x.split(batch_size)])
+    parts = zip(x.split(batch_size), y.split(batch_size), strict=True)
+    return torch.cat([model.log_prob(part, part_y) for part, part_y in parts])
 
 
 def glow_checkpoint_state(model: Glow) -> dict:
     """What a checkpoint must hold besides the weights to rebuild ``model``.
 
-    A setting added after checkpoints were first written (``base``) is recorded
-    only where it differs from its default, so those checkpoints still resume.
+    Settings added after checkpoints were first written (``base``,
+    ``num_classes``) are recorded only where they differ from their defaults,
+    so those checkpoints still resume.
     """
     cfg = asdict(model.config)
     cfg["shape"] = list(cfg["shape"])
-    if cfg["base"] == GlowConfig.base:
-        del cfg["base"]
+    for late in ("base", "num_classes"):
+        if cfg[late] == getattr(GlowConfig, late):
+            del cfg[late]
     return {"config": cfg}
 
 

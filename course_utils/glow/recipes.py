@@ -28,6 +28,7 @@ from course_utils.glow.model import GlowConfig
 
 __all__ = [
     "COURSE",
+    "COURSE_COND",
     "COURSE_LONG",
     "FINETUNE",
     "FULL",
@@ -168,8 +169,15 @@ class Recipe:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """The recipe as plain JSON-ready values (tuples become lists), as manifests record it."""
-        return json.loads(json.dumps(asdict(self)))
+        """The recipe as plain JSON-ready values (tuples become lists), as manifests record it.
+
+        ``num_classes`` appears only for a class-conditional model, so every
+        unconditional recipe keeps the values (and the digest) it had before.
+        """
+        values = json.loads(json.dumps(asdict(self)))
+        if values["model"]["num_classes"] is None:
+            del values["model"]["num_classes"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Recipe:
@@ -243,6 +251,11 @@ COURSE = Recipe(
 #: the learning rate times 0.2 (batches of 16 make the larger steps noisy; the
 #: held-out curve had stopped falling at 1e-3).
 COURSE_LONG = COURSE.replace(lr_drop=(8800, 0.2))
+
+#: The class-conditional Glow of lesson 11 (shipped as ``glow-mnist-cond``):
+#: the long course recipe (same model, optimiser and learning-rate drop) with a
+#: base that depends on the digit's class (``num_classes=10``).
+COURSE_COND = COURSE_LONG.replace(num_classes=10)
 
 #: The course recipe widened for a GPU (``--device cuda``): more blocks and
 #: channels, larger batches. Not yet measured on a GPU.
@@ -318,6 +331,7 @@ SINGLE_SCALE = COURSE.replace(levels=1, blocks=6, hidden=60)
 RECIPES: dict[str, Recipe] = {
     "course": COURSE,
     "course-long": COURSE_LONG,
+    "course-cond": COURSE_COND,
     "reference": REFERENCE,
     "full": FULL,
     "small": SMALL,

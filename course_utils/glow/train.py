@@ -25,12 +25,13 @@ import torch
 from course_utils.core import config, distributed
 from course_utils.core.checkpoints import check_checkpoint, load_checkpoint
 from course_utils.core.checks import check_float, check_int
-from course_utils.core.data import check_dataset, image_splits
+from course_utils.core.data import check_dataset, image_splits, load_mnist
 from course_utils.core.train import History, resolve_device, train
 from course_utils.glow.model import Glow, dequantize, glow_checkpoint_state, glow_from_state
 from course_utils.glow.recipes import Recipe, get_recipe, recipe_name
 
 __all__ = [
+    "label_splits",
     "glow_checkpoint_path",
     "load_glow",
     "run_identity",
@@ -51,6 +52,15 @@ def glow_checkpoint_path(dataset: str, recipe: str | Recipe, tag: str = "") -> P
     """
     name = f"glow-{dataset}-{get_recipe(recipe).digest()}" + (f"-{tag}" if tag else "")
     return config.cache_dir() / "checkpoints" / f"{name}.pt"
+
+
+def label_splits(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The classes ``(train, test)`` (``int64``) of the images of :func:`image_splits`, in order.
+
+    Coloured MNIST keeps MNIST's digits in their order, so it has their classes.
+    """
+    name = "mnist" if check_dataset(dataset) == "coloured-mnist" else dataset
+    return load_mnist(name, "train")[1], load_mnist(name, "test")[1]
 
 
 def run_identity(model: Glow, dataset: str, recipe: Recipe, validation: int = 0) -> dict:
@@ -92,6 +102,12 @@ def train_glow(
     ``validation``, on the last training images, which are then left out of
     training (to choose settings without looking at the test split).
 
+    A class-conditional recipe (``num_classes`` set) trains ``p(x | y)`` on
+    each image's class (:func:`label_splits`) and measures the held-out
+    bits/dim of ``p(x | y)``. Its batches are drawn as indices into the
+    images and their classes, so the batch order, resuming and ``torchrun``
+    work as for any Glow.
+
     A fresh model's ActNorm layers are initialised explicitly
     (:meth:`course_utils.glow.model.Glow.initialize`) on 512 training images
     drawn with ``seed`` before the first step; a resumed model keeps the
@@ -128,6 +144,14 @@ def train_glow(
     spec = get_recipe(recipe)
     channels = spec.model.shape[0]
     train_images, test_images = image_splits(check_dataset(dataset))
+    conditional = spec.model.num_classes is not None
+    if conditional:
+        train_labels, test_labels = label_splits(dataset)
+        if int(max(train_labels.max(), test_labels.max())) >= spec.model.num_classes:
+            raise ValueError(
+                f"{dataset} has classes up to {int(train_labels.max())}, but recipe "
+                f"{recipe_name(spec)!r} has num_classes={spec.model.num_classes}"
+            )
     if channels != train_images.shape[1]:
         raise ValueError(
             f"recipe {recipe_name(spec)!r} is for {channels}-channel images, but {dataset} has "
@@ -141,6 +165,8 @@ def train_glow(
                 f"validation={validation} leaves no training images of {len(train_images)}"
             )
         train_images, test_images = train_images[:-validation], train_images[-validation:]
+        if conditional:
+            train_labels, test_labels = train_labels[:-validation], train_labels[-validation:]
     config.seed_everything(seed)
     model = Glow(spec.model)
     dev = distributed.setup(resolve_device(device))  # under torchrun: this rank's device
@@ -153,11 +179,31 @@ def train_glow(
     held_out = test_images[:eval_images].to(dev)
     # Same weights on every rank (seeded above); each rank draws its own dequantization noise.
     torch.manual_seed(seed + distributed.world()[0])
+    if conditional:
+        # Batches of indices (shuffled, sharded and resumed by `train` like images), each
+        # picking images and their classes (the run identity names the dataset).
+        images, labels = train_images.to(dev), train_labels.to(dev)
+        held_out_labels = test_labels[:eval_images].to(dev)
+        data = torch.arange(len(train_images))
+
+        def loss_fn(m, index):
+            return -m.dequantized_log_prob(images[index], y=labels[index]).mean()
+
+        def eval_fn(m):
+            return m.bits_per_dim(held_out, seed=1, y=held_out_labels)
+    else:
+        data = train_images
+
+        def loss_fn(m, k):
+            return -m.dequantized_log_prob(k).mean()
+
+        def eval_fn(m):
+            return m.bits_per_dim(held_out, seed=1)
 
     history = train(
         model,
-        lambda m, k: -m.dequantized_log_prob(k).mean(),
-        train_images,
+        loss_fn,
+        data,
         epochs=10**9,  # the time budget ends the run
         batch_size=spec.batch_size,
         optimizer=optimizer,
@@ -165,7 +211,7 @@ def train_glow(
         device=dev,
         max_grad_norm=spec.optimiser.max_grad_norm,
         max_seconds=minutes * 60,
-        eval_fn=lambda m: m.bits_per_dim(held_out, seed=1),
+        eval_fn=eval_fn,
         checkpoint=ckpt,
         resume=resume,
         progress=progress,
