@@ -31,6 +31,7 @@ from course_utils.flows2d.flows import (
     _check_finite,
     _check_vectors,
     alternating_masks,
+    coupling_mask,
 )
 
 __all__ = [
@@ -89,11 +90,7 @@ class ConditionalAffineCoupling(nn.Module):
 
     def __init__(self, mask: Sequence[float] | Tensor, context_dim: int, hidden: int = 64) -> None:
         super().__init__()
-        mask = torch.as_tensor(mask, dtype=torch.float32)
-        if mask.ndim != 1 or not torch.all((mask == 0) | (mask == 1)):
-            raise ValueError(f"mask must be a 1D tensor of zeros and ones, got {mask}")
-        if mask.sum() in (0, len(mask)):
-            raise ValueError("mask must keep some coordinates and transform the others")
+        mask = coupling_mask(mask)
         self.dim = len(mask)
         self.context_dim = check_int("context_dim", context_dim, minimum=1)
         hidden = check_int("hidden", hidden, minimum=1)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "coupling_mask",
     "StandardNormal",
     "AffineCoupling",
     "InvertibleLinear",
@@ -76,6 +77,16 @@ class StandardNormal(nn.Module):
         return z.to(self._zero)
 
 
+def coupling_mask(mask: Sequence[float] | Tensor) -> Tensor:
+    """A coupling layer's mask as a float tensor, checked: 1D, zeros and ones, both present."""
+    mask = torch.as_tensor(mask, dtype=torch.float32)
+    if mask.ndim != 1 or not torch.all((mask == 0) | (mask == 1)):
+        raise ValueError(f"mask must be a 1D tensor of zeros and ones, got {mask}")
+    if mask.sum() in (0, len(mask)):
+        raise ValueError("mask must keep some coordinates and transform the others")
+    return mask
+
+
 class AffineCoupling(nn.Module):
     """RealNVP's affine coupling layer with a binary mask.
 
@@ -96,11 +107,7 @@ class AffineCoupling(nn.Module):
 
     def __init__(self, mask: Sequence[float] | Tensor, hidden: int = 64) -> None:
         super().__init__()
-        mask = torch.as_tensor(mask, dtype=torch.float32)
-        if mask.ndim != 1 or not torch.all((mask == 0) | (mask == 1)):
-            raise ValueError(f"mask must be a 1D tensor of zeros and ones, got {mask}")
-        if mask.sum() in (0, len(mask)):
-            raise ValueError("mask must keep some coordinates and transform the others")
+        mask = coupling_mask(mask)
         self.dim = len(mask)
         self.register_buffer("mask", mask)
         self.net = nn.Sequential(
