@@ -187,7 +187,13 @@ def train_glow(
         data = torch.arange(len(train_images))
 
         def loss_fn(m, index):
-            return -m.dequantized_log_prob(images[index], y=labels[index]).mean()
+            y = labels[index]
+            weight = spec.schedule.class_weight(scheduler.last_epoch)  # steps taken so far
+            if not weight:
+                return -m.dequantized_log_prob(images[index], y=y).mean()
+            log_p = m.dequantized_class_log_probs(images[index])  # (batch, classes), one pass
+            nll = -log_p.gather(1, y[:, None]).mean()
+            return nll + weight * torch.nn.functional.cross_entropy(log_p, y)
 
         def eval_fn(m):
             return m.bits_per_dim(held_out, seed=1, y=held_out_labels)
