@@ -286,12 +286,13 @@ COURSE_LONG = COURSE.replace(lr_drop=(8800, 0.2))
 
 #: The class-conditional Glow of lesson 11 (shipped as ``glow-mnist-cond``):
 #: the long course recipe (same model, optimiser and learning-rate drop) with a
-#: base that depends on the digit's class (``num_classes=10``). Its first 7,400
-#: steps maximise the likelihood ``p(x | y)`` alone; from then on the loss adds
-#: 300 times the cross-entropy of the Bayes-rule posterior ``p(y | x)``: the
-#: likelihood alone classified 84 % of held-out digits (step 7,400), since the
-#: class is about 3 bits of an image's 850.
-COURSE_COND = COURSE_LONG.replace(num_classes=10, class_loss=(7400, 300.0))
+#: base that depends on the digit's class (``num_classes=10``). Until step 8,800
+#: it maximises the likelihood ``p(x | y)`` alone; from then on (when the
+#: learning rate drops) the loss adds 300 times the cross-entropy of the
+#: Bayes-rule posterior ``p(y | x)``. The likelihood alone classified about
+#: 84 % of held-out digits at step 7,400: the class is about 3 bits of a digit's
+#: 850, so the likelihood barely cares about it.
+COURSE_COND = COURSE_LONG.replace(num_classes=10, class_loss=(8800, 300.0))
 
 #: The course recipe widened for a GPU (``--device cuda``): more blocks and
 #: channels, larger batches. Not yet measured on a GPU.
