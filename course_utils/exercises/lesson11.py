@@ -94,8 +94,9 @@ def _random_coupling(mask: list[float], context_dim: int, seed: int) -> Conditio
     answer=(
         "`s, t = layer.net(cat([x * m, context], 1)).chunk(2, 1)`, "
         "`s = s_scale · tanh(s) · (1−m)`, `t = t · (1−m)`; then `z = (x − t) · exp(−s)` and "
-        "`log_det = −s.sum(1)`. The context enters only the network, so for a fixed context it is an ordinary coupling; giving the "
-        "network zeros instead learns one density for every context."
+        "`log_det = −s.sum(1)`. The context enters only the network, so for a fixed context "
+        "it is an ordinary coupling; giving the network zeros instead learns one density for "
+        "every context."
     ),
 )
 def _check_conditional_inverse(fn) -> None:
