@@ -13,11 +13,12 @@ from torch import nn
 from course_utils import pretrained
 from course_utils.core.data import image_splits
 from course_utils.glow import measure, recipes
+from course_utils.glow import train as glow_train
 from course_utils.glow.layers import ClassConditionalBase
 from course_utils.glow.measure import bayes_accuracy, bayes_posterior, drawn_as_asked
 from course_utils.glow.model import GlowConfig, glow_checkpoint_state, glow_from_state
 from course_utils.glow.recipes import COURSE, COURSE_COND, COURSE_LONG, Optimiser, Recipe, Schedule
-from course_utils.glow.train import label_splits, load_glow, train_glow
+from course_utils.glow.train import hybrid_loss, label_splits, load_glow, train_glow
 from course_utils.release import make_glow
 
 TINY_COND = {"num_classes": 10}
@@ -195,6 +196,75 @@ def test_train_glow_trains_on_classes_and_resumes(tmp_path: Path, shared_data) -
     )
     _, more = train_glow("mnist", 0.04, recipe, "cpu", ckpt, eval_images=16, steps_per_epoch=2)
     assert more.steps > first.steps and more.eval[: len(first.eval)] == first.eval
+
+
+def _hybrid_by_hand(log_p: torch.Tensor, y: torch.Tensor, weight: float) -> float:
+    """Row by row in float64: -log p(x|y) + weight · (log Σ_k p(x|k) − log p(x|y))."""
+    total = 0.0
+    for row, k in zip(log_p.double(), y.tolist(), strict=True):
+        peak = float(row.max())
+        log_sum = peak + math.log(sum(math.exp(float(v) - peak) for v in row))
+        total += -float(row[k]) + weight * (log_sum - float(row[k]))
+    return total / len(y)
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0, 300.0])
+def test_hybrid_loss_is_the_nll_plus_the_weighted_bayes_cross_entropy(rng, weight) -> None:
+    log_p = torch.randn(7, 10, generator=rng) * 30 - 800  # nats of 28×28 digits: far below 0
+    y = torch.randint(0, 10, (7,), generator=rng)
+    got = hybrid_loss(log_p, y, weight)
+    assert got.shape == () and float(got) == pytest.approx(_hybrid_by_hand(log_p, y, weight))
+    # a uniform prior: a constant added to one image's every class changes only its NLL term
+    shifted = log_p.clone()
+    shifted[0] += 5.0
+    assert float(hybrid_loss(shifted, y, weight) - got) == pytest.approx(-5.0 / 7, abs=1e-3)
+    # the cross-entropy sends a gradient to every class; the NLL only to the asked one
+    close = (log_p - log_p.mean(1, keepdim=True)).div(30).requires_grad_(True)  # no underflow
+    hybrid_loss(close, y, weight).backward()
+    touched = close.grad.abs() > 0
+    assert touched.sum(1).tolist() == [10 if weight else 1] * 7
+
+
+@pytest.mark.parametrize(
+    ("log_p", "y", "weight", "match"),
+    [
+        (torch.zeros(4), torch.zeros(4, dtype=torch.long), 1.0, "log_p must be a .batch, K."),
+        (torch.zeros(4, 1), torch.zeros(4, dtype=torch.long), 1.0, "K >= 2"),
+        (torch.zeros(4, 3, dtype=torch.long), torch.zeros(4, dtype=torch.long), 1.0, "float"),
+        (torch.zeros(4, 3), torch.zeros(3, dtype=torch.long), 1.0, r"y must be a \(4,\)"),
+        (torch.zeros(4, 3), torch.zeros(4), 1.0, "integer classes"),
+        (torch.zeros(4, 3), torch.tensor([0, 1, 2, 3]), 1.0, r"0\.\.2"),
+        (torch.zeros(4, 3), torch.tensor([0, -1, 2, 1]), 1.0, "from -1 to 2"),
+        (torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), -0.5, "weight"),
+        (torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), float("nan"), "weight"),
+    ],
+)
+def test_hybrid_loss_refuses_bad_input(log_p, y, weight, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        hybrid_loss(log_p, y, weight)
+
+
+def test_train_glow_adds_the_class_loss_with_hybrid_loss(
+    tmp_path, shared_data, monkeypatch
+) -> None:
+    calls = []
+
+    def spy(log_p, y, weight):
+        calls.append(weight)
+        return hybrid_loss(log_p, y, weight)
+
+    monkeypatch.setattr(glow_train, "hybrid_loss", spy)
+    recipe = Recipe(
+        GlowConfig(levels=1, blocks=1, hidden=4, num_classes=10),
+        Optimiser("adam", lr=1e-3),
+        Schedule(class_loss=(2, 7.0)),
+        8,
+    )
+    _, history = train_glow(
+        "mnist", 0.01, recipe, "cpu", tmp_path / "c.pt", eval_images=8, steps_per_epoch=2
+    )
+    # the first two steps are the plain likelihood, every later one the hybrid loss
+    assert history.steps > 2 and calls == [7.0] * (history.steps - 2)
 
 
 class _SaysThree(nn.Module):

@@ -8,7 +8,9 @@ normalising constant ``Z`` is what VI never needs. This module holds
 * a Bayesian logistic-regression posterior with two parameters;
 * a mixture of two Gaussians whose modes are a chosen distance apart (mode seeking);
 * :func:`grid_density`, which normalises any 2D density numerically on a grid,
-  the reference against which the lesson measures every fitted flow.
+  the reference against which the lesson measures every fitted flow;
+* :func:`noisy_moons` (lesson 11): the two moons with a noise level per point,
+  data whose shape depends on a context, for a conditional flow ``p(x | c)``.
 
 The flows and the VI loss live in :mod:`course_utils.flows2d.inference`.
 """
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from course_utils.core.checks import check_float, check_int
 from course_utils.core.plots import grid_2d
 from course_utils.flows2d.flows import _check_vectors
 
@@ -41,6 +44,7 @@ __all__ = [
     "logistic_data",
     "LogisticPosterior",
     "two_modes",
+    "noisy_moons",
 ]
 
 Tensor = torch.Tensor
@@ -346,3 +350,59 @@ def two_modes(separation: float = 6.0, std: float = 0.5, centre: float = -1.0):
     return d.MixtureSameFamily(
         d.Categorical(torch.tensor([0.5, 0.5])), d.Independent(d.Normal(means, std), 1)
     )
+
+
+# ------------------------------------------------- moons with a context (lesson 11)
+
+
+def noisy_moons(
+    n: int,
+    noise: float | None = None,
+    noise_range: tuple[float, float] = (0.02, 0.25),
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The two moons, each point with its own noise level: data ``x`` and its context ``c``.
+
+    A point lies on the upper arc ``(cos θ, sin θ)`` or the lower arc
+    ``(1 − cos θ, 0.5 − sin θ)`` (either with probability 1/2, ``θ ~ U[0, π]``,
+    the arcs of scikit-learn's ``make_moons``), plus Gaussian noise of standard
+    deviation ``σ``. ``σ`` is the context: drawn uniformly in ``noise_range``
+    for every point, or fixed. A flow ``p(x | c)`` trained on such pairs learns
+    the whole family, from thin moons (small ``σ``) to two blurred clouds.
+
+    Args:
+        n: points, >= 1.
+        noise: one ``σ`` for every point (>= 0), or None to draw each point's.
+        noise_range: ``(low, high)``, ``0 <= low <= high``, the range ``σ`` is drawn in.
+        generator: seeds the draws.
+
+    Returns:
+        ``(x, c)``: float32 ``(n, 2)`` points and ``(n, 1)`` noise levels.
+
+    Raises:
+        ValueError: ``n`` below 1, a negative ``noise``, or a range that is not
+            two finite numbers with ``0 <= low <= high``.
+
+    >>> x, c = noisy_moons(5, noise=0.1, generator=torch.Generator().manual_seed(0))
+    >>> tuple(x.shape), tuple(c.shape), c.unique().numel()  # one noise level for all
+    ((5, 2), (5, 1), 1)
+    """
+    n = check_int("n", n, minimum=1)
+    if noise is not None:
+        noise = check_float("noise", noise, minimum=0)
+    if not isinstance(noise_range, (tuple, list)) or len(noise_range) != 2:
+        raise ValueError(f"noise_range must be (low, high), got {noise_range!r}")
+    low = check_float("noise_range low", noise_range[0], minimum=0)
+    high = check_float("noise_range high", noise_range[1], minimum=0)
+    if low > high:
+        raise ValueError(f"noise_range must have low <= high, got {tuple(noise_range)}")
+    theta = torch.rand(n, generator=generator) * math.pi
+    lower = torch.rand(n, generator=generator) < 0.5
+    arc = torch.stack([torch.cos(theta), torch.sin(theta)], 1)
+    arc = torch.where(lower[:, None], torch.tensor([1.0, 0.5]) - arc, arc)
+    if noise is None:
+        sigma = low + (high - low) * torch.rand(n, 1, generator=generator)
+    else:
+        sigma = torch.full((n, 1), noise)
+    x = arc + sigma * torch.randn(n, 2, generator=generator)
+    return x.float(), sigma.float()

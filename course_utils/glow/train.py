@@ -31,12 +31,72 @@ from course_utils.glow.model import Glow, dequantize, glow_checkpoint_state, glo
 from course_utils.glow.recipes import Recipe, get_recipe, recipe_name
 
 __all__ = [
+    "hybrid_loss",
     "label_splits",
     "glow_checkpoint_path",
     "load_glow",
     "run_identity",
     "train_glow",
 ]
+
+
+def hybrid_loss(log_p: torch.Tensor, y: torch.Tensor, weight: float) -> torch.Tensor:
+    """A class-conditional flow's loss: its NLL plus ``weight`` times its Bayes-rule cross-entropy.
+
+    ``-mean log p(x | y) + weight · mean(-log p(y | x))``, where
+    ``p(y | x) = p(x | y) / Σ_k p(x | k)`` is Bayes' rule with a uniform prior
+    (a log-softmax over the classes). The first term alone makes the model
+    good at *describing* each class; the second rewards it for scoring the
+    right class *above the others*, which is what sampling by class and
+    classifying by Bayes' rule need (the "hybrid" objective of Nalisnick et
+    al. 2019). ``weight = 0`` is the plain likelihood.
+
+    Args:
+        log_p: ``(batch, K)``: ``log p(x | k)`` of every image for every class, in nats
+            (e.g. :meth:`~course_utils.glow.model.Glow.dequantized_class_log_probs`).
+        y: ``(batch,)`` integer classes in ``0..K-1``.
+        weight: the cross-entropy's weight, >= 0.
+
+    Returns:
+        A scalar (differentiable in ``log_p``).
+
+    Raises:
+        ValueError: ``log_p`` is not ``(batch, K)`` with ``K >= 2``, ``y`` is not
+            ``batch`` integers in range, or ``weight`` is negative or not finite.
+
+    >>> log_p = torch.tensor([[-10.0, -12.0], [-11.0, -9.0]])
+    >>> round(float(hybrid_loss(log_p, torch.tensor([0, 1]), 0.0)), 4)  # -(-10 - 9) / 2
+    9.5
+    """
+    if not isinstance(log_p, torch.Tensor) or log_p.ndim != 2 or log_p.shape[1] < 2:
+        shape = tuple(log_p.shape) if isinstance(log_p, torch.Tensor) else type(log_p).__name__
+        raise ValueError(
+            f"log_p must be a (batch, K) tensor of log p(x | k) for K >= 2 classes, got {shape}"
+        )
+    if not log_p.is_floating_point():
+        raise ValueError(
+            f"log_p must be float (nats), got {str(log_p.dtype).removeprefix('torch.')}"
+        )
+    batch, k = log_p.shape
+    if not isinstance(y, torch.Tensor) or y.shape != (batch,):
+        shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(
+            f"y must be a ({batch},) tensor of classes, one per row of log_p, got {shape}"
+        )
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(
+            f"y must hold integer classes, got dtype {str(y.dtype).removeprefix('torch.')} "
+            "(convert with .long())"
+        )
+    if bool(((y < 0) | (y >= k)).any()):  # one device sync; the bounds only for the message
+        raise ValueError(
+            f"y must lie in 0..{k - 1} (log_p has {k} classes), got values from "
+            f"{int(y.min())} to {int(y.max())}"
+        )
+    weight = check_float("weight", weight, minimum=0)
+    y = y.long()
+    nll = -log_p.gather(1, y[:, None]).mean()
+    return nll + weight * torch.nn.functional.cross_entropy(log_p, y)
 
 
 def glow_checkpoint_path(dataset: str, recipe: str | Recipe, tag: str = "") -> Path:
@@ -192,8 +252,7 @@ def train_glow(
             if not weight:
                 return -m.dequantized_log_prob(images[index], y=y).mean()
             log_p = m.dequantized_class_log_probs(images[index])  # (batch, classes), one pass
-            nll = -log_p.gather(1, y[:, None]).mean()
-            return nll + weight * torch.nn.functional.cross_entropy(log_p, y)
+            return hybrid_loss(log_p, y, weight)
 
         def eval_fn(m):
             return m.bits_per_dim(held_out, seed=1, y=held_out_labels)

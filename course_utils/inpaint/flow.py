@@ -24,6 +24,10 @@ Coordinates. The course's Glow starts with ``y = logit(α + (1 − 2α)·u)``: `
 are the *model's coordinates* of the pixels ``u ∈ [0, 1]``, and
 ``log p(u) = log p_Y(y) + log|dy/du|``. :class:`Coordinates` maps between the
 two and evaluates both densities. A model without a logit works on ``u`` itself.
+
+A class-conditional Glow (lesson 11) is asked about one class at a time:
+``coordinates(model, label=3)`` and ``pixel_inpaint(..., label=3)`` use
+``log p(x | y = 3)`` wherever an unconditional model uses ``log p(x)``.
 """
 
 from __future__ import annotations
@@ -75,10 +79,14 @@ class Coordinates:
         model: the flow (``log_prob`` on pixels; a Glow's ``flow`` for ``log_prob``
             in its own coordinates).
         alpha: the α of the model's logit, or None when the model works on ``u``.
+        label: for a class-conditional model, the class whose density
+            ``p(x | label)`` is evaluated: one int, or one class per image of
+            every batch it is given; None for an unconditional model.
     """
 
     model: nn.Module
     alpha: float | None
+    label: int | Tensor | None = None
 
     @property
     def low(self) -> float:
@@ -112,12 +120,13 @@ class Coordinates:
 
     def log_prob(self, y: Tensor) -> Tensor:
         """``log p_Y(y)``, the density in the model's coordinates: ``(batch,)``."""
+        labels = _labels(self.model, self.label, len(y))
         if self.alpha is None:
-            return self.model.log_prob(y)
+            return self.model.log_prob(y) if labels is None else self.model.log_prob(y, labels)
         flow = self.model.flow  # the Glow's MultiscaleFlow, its first layer (the logit) skipped
         logit, flow.transform = flow.transform, _Identity()
         try:
-            return flow.log_prob(y, None)
+            return flow.log_prob(y, labels)
         finally:
             flow.transform = logit
 
@@ -133,8 +142,26 @@ class _Identity(nn.Module):
         return z, torch.zeros(len(z), dtype=z.dtype, device=z.device)
 
 
-def coordinates(model: nn.Module) -> Coordinates:
+def _labels(model: nn.Module, label: int | Tensor | None, n: int) -> Tensor | None:
+    """``label`` as ``n`` classes on the model's device (the model's own check), or None."""
+    check = getattr(model, "check_labels", None)
+    if check is not None:
+        return check(label, n, name="label")
+    if label is not None:
+        raise ValueError(
+            f"label was given, but {type(model).__name__} is not a class-conditional model "
+            "(it has no check_labels): leave the label out"
+        )
+    return None
+
+
+def coordinates(model: nn.Module, label: int | Tensor | None = None) -> Coordinates:
     """The :class:`Coordinates` of ``model``: its logit's α if its flow starts with one.
+
+    Args:
+        model: the flow.
+        label: for a class-conditional Glow, the class to evaluate ``p(x | label)``
+            at (see :attr:`Coordinates.label`).
 
     >>> from course_utils.glow.model import Glow
     >>> coordinates(Glow(levels=1, blocks=1, hidden=4, logit_alpha=0.05)).alpha
@@ -143,7 +170,7 @@ def coordinates(model: nn.Module) -> Coordinates:
     alpha = getattr(getattr(model, "config", None), "logit_alpha", None)
     if getattr(getattr(model, "flow", None), "transform", None) is None:
         alpha = None
-    return Coordinates(model, alpha)
+    return Coordinates(model, alpha, label)
 
 
 def log_prob_and_grad(
@@ -217,6 +244,7 @@ def pixel_inpaint(
     tol: float = 0.01,
     window: int = 20,
     generator: torch.Generator | None = None,
+    label: int | Tensor | None = None,
 ) -> InpaintResult:
     """Maximise ``log p(x_known + δ·M)`` over the hole δ by gradient ascent, to convergence.
 
@@ -238,17 +266,21 @@ def pixel_inpaint(
         tol: nats per missing pixel per ``window`` steps below which an image has converged.
         window: steps over which the rise is measured.
         generator: seeds a ``"uniform"`` start.
+        label: for a class-conditional Glow (and only for one), the class whose
+            ``log p(x | label)`` is maximised: one int for the whole batch or
+            one per image.
 
     Returns:
         :class:`InpaintResult`; ``log_prob`` ``(steps taken + 1, batch)``;
         ``extra["converged"]``: whether the stopping rule ended it before ``steps``.
     """
     mask = check_inputs(images, mask, model)
+    label = _labels(model, label, len(images))  # refused here, not deep in the first step
     steps = check_int("steps", steps, minimum=0)
     window = check_int("window", window, minimum=1)
     lr = check_float("lr", lr, positive=True)
     tol = check_float("tol", tol, minimum=0)
-    coords = coordinates(model)
+    coords = coordinates(model, label)
     restore = frozen(model)
     start = time.perf_counter()
     try:
