@@ -1,5 +1,5 @@
-"""Lesson 11's exercises: a coupling's inverse given a context, Bayes' rule in log space,
-"drawn as asked", and the hybrid loss.
+"""Lesson 11's exercises: a coupling's inverse given a context, "drawn as asked", Bayes'
+rule in log space, and the hybrid loss.
 
 The oracles: for the coupling, the layer's own ``inverse`` (and the round trip
 through its ``forward``) on random layers with non-zero weights and random
@@ -116,7 +116,7 @@ def _check_conditional_inverse(fn) -> None:
         expect_close(back, x, f"forward(your z) against x ({what})", atol=1e-4)
 
 
-# ----------------------------------------------------------- 11.2 Bayes' rule in log space
+# ----------------------------------------------------------- 11.3 Bayes' rule in log space
 
 
 def class_posterior_reference(log_px_given_y: Tensor, log_prior: Tensor) -> Tensor:
@@ -143,7 +143,7 @@ def _posterior_not_normalised(log_px_given_y, log_prior):
 
 
 @exercise(
-    "11.2",
+    "11.3",
     "Bayes' rule in log space",
     reference=class_posterior_reference,
     wrong=[_posterior_naive_exp, _posterior_without_prior, _posterior_not_normalised],
@@ -187,7 +187,7 @@ def _check_class_posterior(fn) -> None:
         )
 
 
-# ---------------------------------------------------------------- 11.3 drawn as asked
+# ---------------------------------------------------------------- 11.2 drawn as asked
 
 
 def drawn_as_asked_reference(
@@ -240,7 +240,7 @@ def _drawn_per_class_over_all(probs, asked, confidence=0.9):
 
 
 @exercise(
-    "11.3",
+    "11.2",
     "drawn as asked",
     reference=drawn_as_asked_reference,
     wrong=[_drawn_by_argmax, _drawn_strictly_above, _drawn_per_class_over_all],
