@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from course_utils.core.checks import check_float, check_int, check_unit_images
+from course_utils.glow.measure import check_log_prior
 from course_utils.inpaint.flow import pixel_inpaint
 from course_utils.inpaint.masks import check_inputs, to_unit
 
@@ -188,14 +189,7 @@ def complete_as_each_class(
     m = _one_mask(mask, shape).to(param.device)
     m = check_inputs(x, m, model)  # 0/1 masks, no hole or no known pixel: one message for all
     chosen = _classes(classes, num_classes)
-    if log_prior is None:
-        log_prior = torch.zeros(num_classes)
-    log_prior = torch.as_tensor(log_prior, dtype=torch.float64)
-    if log_prior.shape != (num_classes,) or not bool(torch.isfinite(log_prior).all()):
-        raise ValueError(
-            f"log_prior must be {num_classes} finite log-probabilities (one per class of the "
-            f"model), got shape {tuple(log_prior.shape)}"
-        )
+    log_prior = check_log_prior(log_prior, num_classes, torch.float64)
     k = len(chosen)
     labels = chosen.to(param.device)
     start_temperature = check_float("start_temperature", start_temperature, positive=True)
