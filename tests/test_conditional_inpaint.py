@@ -31,7 +31,7 @@ def _problem() -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_each_class_fills_only_the_hole_and_climbs(cond) -> None:
     image, mask = _problem()
-    result = complete_as_each_class(cond, image, mask, steps=15)
+    result = complete_as_each_class(cond, image, mask, steps=15, init="zero")
     assert isinstance(result, ClassCompletions)
     assert result.completions.shape == (3, 1, 28, 28)
     assert result.classes.tolist() == [0, 1, 2]
@@ -49,19 +49,47 @@ def test_each_class_fills_only_the_hole_and_climbs(cond) -> None:
     assert bool((result.log_probs >= start_log_p).all())
 
 
+def test_sample_starts_are_each_classs_own_and_seeded(cond) -> None:
+    image, mask = _problem()
+    a = complete_as_each_class(
+        cond, image, mask, steps=0, generator=torch.Generator().manual_seed(1)
+    )
+    b = complete_as_each_class(
+        cond, image, mask, steps=0, generator=torch.Generator().manual_seed(1)
+    )
+    c = complete_as_each_class(
+        cond, image, mask, steps=0, generator=torch.Generator().manual_seed(2)
+    )
+    torch.testing.assert_close(a.completions, b.completions)
+    assert not torch.allclose(a.completions, c.completions)
+    # with no step taken, each class's hole is its sample's (the known pixels the image's)
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    complete_as_each_class(cond, image, mask, steps=0, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(torch.get_rng_state(), state)  # a generator leaves the global RNG alone
+    torch.manual_seed(7)
+    want = cond.sample(3, temperature=0.4, y=torch.arange(3))
+    torch.manual_seed(7)
+    got = complete_as_each_class(cond, image, mask, steps=0, start_temperature=0.4)
+    hole = mask.expand(3, 1, 28, 28)
+    torch.testing.assert_close(got.completions[hole], want[hole], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="start_temperature"):
+        complete_as_each_class(cond, image, mask, steps=0, start_temperature=0)
+
+
 def test_the_posterior_is_bayes_rule_on_the_best_completions(cond) -> None:
     image, mask = _problem()
-    result = complete_as_each_class(cond, image, mask, steps=5)
+    result = complete_as_each_class(cond, image, mask, steps=5, init="zero")
     assert result.posterior.shape == (3,)
     torch.testing.assert_close(result.probabilities().sum(), torch.tensor(1.0))
     torch.testing.assert_close(result.posterior, result.log_probs.log_softmax(0))
     assert result.best == int(result.log_probs.argmax())
     # a prior adds to each class's score before normalising
     prior = torch.tensor([0.7, 0.2, 0.1]).log()
-    with_prior = complete_as_each_class(cond, image, mask, log_prior=prior, steps=5)
+    with_prior = complete_as_each_class(cond, image, mask, log_prior=prior, steps=5, init="zero")
     torch.testing.assert_close(with_prior.posterior, (result.log_probs + prior).log_softmax(0))
     # a subset of classes, in the order asked, normalised among them
-    two = complete_as_each_class(cond, image, mask, classes=[2, 0], steps=5)
+    two = complete_as_each_class(cond, image, mask, classes=[2, 0], steps=5, init="zero")
     assert two.classes.tolist() == [2, 0]
     torch.testing.assert_close(two.log_probs, result.log_probs[[2, 0]])
     torch.testing.assert_close(two.posterior.exp().sum(), torch.tensor(1.0))
@@ -70,8 +98,8 @@ def test_the_posterior_is_bayes_rule_on_the_best_completions(cond) -> None:
 def test_uint8_images_and_channel_masks_are_read_as_the_float_ones(cond) -> None:
     image, mask = _problem()
     eight_bit = (image * 255).round().to(torch.uint8)
-    a = complete_as_each_class(cond, eight_bit, mask[None], steps=3)
-    b = complete_as_each_class(cond, (eight_bit.float() + 0.5) / 256, mask, steps=3)
+    a = complete_as_each_class(cond, eight_bit, mask[None], steps=3, init="half")
+    b = complete_as_each_class(cond, (eight_bit.float() + 0.5) / 256, mask, steps=3, init="half")
     torch.testing.assert_close(a.completions, b.completions)
 
 

@@ -1,17 +1,21 @@
-"""The moons figures of lessons 02-03: what they draw, with coordinates and shared scales."""
+"""The moons figures of lessons 02-03 and 11: what they draw, with coordinates and shared scales."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import pytest
 import torch
 
 from course_utils.core.train import History
 from course_utils.flows2d import models2d
+from course_utils.flows2d.conditional import conditional_realnvp
 from course_utils.flows2d.plots import (
     base_and_flow_densities,
+    conditional_densities_figure,
     density_sample_grid,
     nll_curves,
 )
+from course_utils.flows2d.targets import noisy_moons
 
 
 def _gaussian(mean: float):
@@ -68,3 +72,39 @@ def test_base_and_flow_densities_draw_latent_above_data(rng) -> None:
     assert top.get_xlabel() == "$z_1$" and bottom.get_xlabel() == "$x_1$"
     assert "latent space" in top.get_title() and "data space" in bottom.get_title()
     plt.close(fig)
+
+
+# ----------------------------------------------- lesson 11: a conditional flow's contexts
+
+
+def test_conditional_densities_draw_one_column_per_context() -> None:
+    torch.manual_seed(0)
+    flow = conditional_realnvp(context_dim=1, n_couplings=2, hidden=8)
+    contexts = [0.05, 0.2]
+    data = {c: noisy_moons(50, noise=c)[0] for c in contexts[:1]}
+    fig = conditional_densities_figure(flow, contexts, data=data, n_samples=30, n=20)
+    axes = fig.axes
+    assert len(axes) == 4
+    assert axes[0].get_title().startswith("σ = 0.05") and "density" in axes[0].get_title()
+    assert axes[1].get_title().startswith("σ = 0.2")
+    # bottom row: data (grey) and samples for the first context, samples only for the second
+    assert [len(ax.collections) for ax in axes[2:]] == [2, 1]
+    assert len(axes[3].collections[0].get_offsets()) == 30
+    assert flow.training  # left as it was
+    fig = conditional_densities_figure(flow, [0.1], labels=["thin"], n_samples=5, n=10)
+    assert fig.axes[0].get_title().startswith("thin")
+    plt.close("all")
+
+
+def test_conditional_densities_refuse_bad_input() -> None:
+    flow = conditional_realnvp(context_dim=1, n_couplings=1, hidden=4)
+    with pytest.raises(ValueError, match="one-number context"):
+        conditional_densities_figure(conditional_realnvp(context_dim=2, n_couplings=1), [0.1])
+    with pytest.raises(ValueError, match="at least one"):
+        conditional_densities_figure(flow, [])
+    with pytest.raises(ValueError, match="labels"):
+        conditional_densities_figure(flow, [0.1, 0.2], labels=["a"])
+    with pytest.raises(ValueError, match=r"data\[0.1\]"):
+        conditional_densities_figure(flow, [0.1], data={0.1: torch.zeros(5, 3)})
+    with pytest.raises(ValueError, match="n_samples"):
+        conditional_densities_figure(flow, [0.1], n_samples=0)

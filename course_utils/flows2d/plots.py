@@ -8,7 +8,7 @@ panels), with coordinates on every 2D panel so a reader can find the moons.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -31,6 +31,7 @@ __all__ = [
     "nll_curves",
     "density_sample_grid",
     "base_and_flow_densities",
+    "conditional_densities_figure",
 ]
 
 
@@ -309,4 +310,89 @@ def base_and_flow_densities(
     show_ticks(*axes.flat)
     fig.colorbar(axes[0, 0].collections[-1], ax=axes[0, :], label="base density", format="%.2f")
     fig.colorbar(axes[1, 0].collections[-1], ax=axes[1, :], label="density $p(x)$", format="%.1f")
+    return fig
+
+
+# ------------------------------------------------- lesson 11: one flow, many contexts
+
+
+def conditional_densities_figure(
+    flow: torch.nn.Module,
+    contexts: Sequence[float],
+    data: Mapping[float, torch.Tensor] | None = None,
+    xlim: tuple[float, float] = (-1.5, 2.5),
+    ylim: tuple[float, float] = (-1.0, 1.5),
+    n_samples: int = 1000,
+    labels: Sequence[str] | None = None,
+    n: int = 150,
+    seed: int = 0,
+) -> Figure:
+    """A conditional 2-D flow at several contexts: its density ``p(x | c)`` and its samples.
+
+    One column per context; the top row is the density on a grid (each panel
+    its own colour scale: a small noise level makes a much higher peak), the
+    bottom row ``n_samples`` samples of the flow given that context, over the
+    real data of that context in light grey when ``data`` has it.
+
+    Args:
+        flow: a :class:`~course_utils.flows2d.conditional.ConditionalFlow` with a
+            one-number context (``log_prob(x, c)``, ``sample(n, c, generator=...)``).
+        contexts: the context values, e.g. noise levels ``[0.03, 0.1, 0.2]``.
+        data: context → points ``(m, 2)`` drawn with that context, optional.
+        xlim, ylim: the window of every panel.
+        n_samples: samples per context, >= 1.
+        labels: one column title per context; default "σ = 0.05".
+        n: grid points per axis of the densities.
+        seed: seeds the samples.
+
+    Raises:
+        ValueError: no contexts, a flow whose context is not one number, labels
+            of another length, or data points that are not ``(m, 2)``.
+    """
+    if getattr(flow, "context_dim", None) != 1:
+        raise ValueError(
+            "flow must be a ConditionalFlow with a one-number context (context_dim=1), got "
+            f"context_dim={getattr(flow, 'context_dim', None)}"
+        )
+    values = [float(c) for c in contexts]
+    if not values:
+        raise ValueError("contexts must hold at least one context value")
+    if labels is None:
+        labels = [f"σ = {c:g}" for c in values]
+    if len(labels) != len(values):
+        raise ValueError(
+            f"labels must have one title per context ({len(values)}), got {len(labels)}"
+        )
+    if not isinstance(n_samples, int) or isinstance(n_samples, bool) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
+    data = dict(data or {})
+    for c, pts in data.items():
+        if not isinstance(pts, torch.Tensor) or pts.ndim != 2 or pts.shape[1] != 2:
+            shape = tuple(pts.shape) if isinstance(pts, torch.Tensor) else type(pts).__name__
+            raise ValueError(f"data[{c}] must be points (m, 2), got {shape}")
+    k = len(values)
+    fig, axes = plt.subplots(2, k, figsize=(3.2 * k, 5.6), layout="constrained", squeeze=False)
+    was_training = flow.training
+    flow.eval()
+    try:
+        for j, (c, label) in enumerate(zip(values, labels, strict=True)):
+            density_contour(
+                lambda pts, c=c: flow.log_prob(pts, [c]), xlim, ylim, n=n, ax=axes[0, j]
+            )
+            axes[0, j].set_title(f"{label}: density p(x | c)", fontsize=10)
+            if c in data:
+                sample_scatter(
+                    data[c], ax=axes[1, j], color="0.7", xlim=xlim, ylim=ylim, label="data"
+                )
+            samples = flow.sample(n_samples, [c], generator=torch.Generator().manual_seed(seed))
+            sample_scatter(
+                samples, ax=axes[1, j], color=PALETTE[0], xlim=xlim, ylim=ylim, label="flow samples"
+            )
+            axes[1, j].set_title(f"{label}: {n_samples:,} samples", fontsize=10)
+            axes[1, j].legend(loc="lower left", fontsize=8, markerscale=3, frameon=False)
+    finally:
+        flow.train(was_training)
+    for ax in axes.flat:
+        ax.set(xlabel="$x_1$", ylabel="$x_2$")
+        show_ticks(ax)
     return fig

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from course_utils.core.checks import check_int, check_unit_images
+from course_utils.core.checks import check_float, check_int, check_unit_images
+from course_utils.glow.measure import check_log_prior
 from course_utils.inpaint.flow import pixel_inpaint
 from course_utils.inpaint.masks import check_inputs, to_unit
 
@@ -101,6 +102,19 @@ def _one_mask(mask: object, shape: tuple[int, int, int]) -> Tensor:
     return mask[None]
 
 
+def _class_samples(
+    model: nn.Module, labels: Tensor, temperature: float, generator: torch.Generator | None
+) -> Tensor:
+    """One sample of each class in ``labels``; seeded by ``generator`` without touching the RNG."""
+    if generator is None:
+        return model.sample(len(labels), temperature=temperature, y=labels)
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    devices = [labels.device] if labels.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return model.sample(len(labels), temperature=temperature, y=labels)
+
+
 def complete_as_each_class(
     model: nn.Module,
     image: Tensor,
@@ -110,15 +124,19 @@ def complete_as_each_class(
     steps: int = 200,
     lr: float = 0.05,
     generator: torch.Generator | None = None,
-    init: str | Tensor = "zero",
+    init: str | Tensor = "sample",
+    start_temperature: float = 0.6,
 ) -> ClassCompletions:
     """Complete one masked image as each class, and weigh the classes by the known pixels.
 
     For each class ``y`` the hole is filled by likelihood ascent on
     ``log p(x | y)`` (:func:`course_utils.inpaint.flow.pixel_inpaint` given the
-    class; every class starts from the same fill ``init``, and all run in one
-    batch). Each class's best ``log p(x̂_y | y)`` stands in for
-    ``log p(known | y)``, and Bayes' rule gives
+    class; all classes run in one batch). By default each class's hole starts
+    from a sample of that class (``init="sample"``, drawn at
+    ``start_temperature``): from a shared start such as black (``"zero"``) the
+    ascent stays near it for every class (black pixels are the likeliest a
+    digit model knows), and all the completions look alike. Each class's best
+    ``log p(x̂_y | y)`` stands in for ``log p(known | y)``, and Bayes' rule gives
 
         ``log p(y | known) = log p(x̂_y | y) + log p(y) − log Σ_k p(x̂_k | k) p(k)``.
 
@@ -126,9 +144,11 @@ def complete_as_each_class(
     ``p(known | y) = ∫ p(known, hole | y) d hole`` sums over every possible
     hole, while this keeps only the best one. It overrates a class whose best
     completion is sharp but rare, and underrates one with many good
-    completions; and the ascent finds *a* maximum near its start, not
-    necessarily the highest. Read it as "which classes can explain these
-    pixels, and how well", not as calibrated probabilities.
+    completions; it favours a class whose completion adds little ink (a thin
+    1: a digit model gives dark pixels the highest density); and the ascent
+    finds *a* maximum near its start, not necessarily the highest. Read it as
+    "which classes can explain these pixels, and how well", not as calibrated
+    probabilities.
 
     Args:
         model: a class-conditional Glow (``num_classes`` set).
@@ -141,9 +161,11 @@ def complete_as_each_class(
             ``(num_classes,)``; None is the uniform prior. Normalised over ``classes``.
         steps: the most ascent steps (it stops earlier once every class has converged).
         lr: Adam's learning rate, in the model's coordinates.
-        generator: seeds a ``"uniform"`` start.
-        init: the hole's start, as in :func:`course_utils.inpaint.flow.init_hole`
-            (an image tensor: ``(C, H, W)`` in ``[0, 1]``).
+        generator: seeds the ``"sample"`` and ``"uniform"`` starts.
+        init: the hole's start: ``"sample"`` (a sample of each class), or one
+            start for every class as in :func:`course_utils.inpaint.flow.init_hole`
+            (``"zero"``, ``"half"``, ``"uniform"``, or an image ``(C, H, W)`` in ``[0, 1]``).
+        start_temperature: the temperature of the ``"sample"`` starts, > 0.
 
     Returns:
         :class:`ClassCompletions` on the CPU, one row per class in ``classes`` order.
@@ -167,18 +189,14 @@ def complete_as_each_class(
     m = _one_mask(mask, shape).to(param.device)
     m = check_inputs(x, m, model)  # 0/1 masks, no hole or no known pixel: one message for all
     chosen = _classes(classes, num_classes)
-    if log_prior is None:
-        log_prior = torch.zeros(num_classes)
-    log_prior = torch.as_tensor(log_prior, dtype=torch.float64)
-    if log_prior.shape != (num_classes,) or not bool(torch.isfinite(log_prior).all()):
-        raise ValueError(
-            f"log_prior must be {num_classes} finite log-probabilities (one per class of the "
-            f"model), got shape {tuple(log_prior.shape)}"
-        )
+    log_prior = check_log_prior(log_prior, num_classes, torch.float64)
     k = len(chosen)
+    labels = chosen.to(param.device)
+    start_temperature = check_float("start_temperature", start_temperature, positive=True)
     if isinstance(init, Tensor):
         init = _one_image(init, shape).to(x).expand(k, *shape)
-    labels = chosen.to(param.device)
+    elif init == "sample":
+        init = _class_samples(model, labels, start_temperature, generator)
     result = pixel_inpaint(
         model,
         x.expand(k, *shape).clone(),

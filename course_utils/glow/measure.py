@@ -30,6 +30,7 @@ __all__ = [
     "DrawnAsAsked",
     "bayes_accuracy",
     "bayes_posterior",
+    "check_log_prior",
     "dequantization_bounds",
     "drawn_as_asked",
     "importance_weighted_log_prob",
@@ -147,6 +148,27 @@ def drawn_as_asked(
     )
 
 
+def check_log_prior(
+    log_prior: Tensor | None, classes: int, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """``log p(y)`` as a ``(classes,)`` tensor of ``dtype``; None is the uniform prior (zeros).
+
+    Zeros are as good as ``log(1/K)``: Bayes' rule normalises over the classes.
+
+    Raises:
+        ValueError: another shape, or a value that is not finite.
+    """
+    if log_prior is None:
+        return torch.zeros(classes, dtype=dtype)
+    log_prior = torch.as_tensor(log_prior, dtype=dtype)
+    if log_prior.shape != (classes,) or not bool(torch.isfinite(log_prior).all()):
+        raise ValueError(
+            f"log_prior must be {classes} finite log-probabilities (one per class of the "
+            f"model), got shape {tuple(log_prior.shape)}"
+        )
+    return log_prior
+
+
 @torch.no_grad()
 def bayes_posterior(
     model: nn.Module,
@@ -176,14 +198,7 @@ def bayes_posterior(
     classes = _conditional(model, "bayes_posterior")
     images = check_uint8_images("images", images, allow_hw=False)
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    if log_prior is None:
-        log_prior = torch.zeros(classes)
-    log_prior = torch.as_tensor(log_prior, dtype=torch.float32)
-    if log_prior.shape != (classes,) or not bool(torch.isfinite(log_prior).all()):
-        raise ValueError(
-            f"log_prior must be {classes} finite log-probabilities, got shape "
-            f"{tuple(log_prior.shape)}"
-        )
+    log_prior = check_log_prior(log_prior, classes)
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     log_joint = torch.cat(
