@@ -101,6 +101,8 @@ def test_uint8_images_and_channel_masks_are_read_as_the_float_ones(cond) -> None
     a = complete_as_each_class(cond, eight_bit, mask[None], steps=3, init="half")
     b = complete_as_each_class(cond, (eight_bit.float() + 0.5) / 256, mask, steps=3, init="half")
     torch.testing.assert_close(a.completions, b.completions)
+    c = complete_as_each_class(cond, eight_bit[0], mask, steps=3, init="half")  # (H, W)
+    torch.testing.assert_close(a.completions, c.completions)
 
 
 def test_label_reaches_pixel_inpaint_and_lesson_08_is_unchanged(cond, tiny_glow) -> None:

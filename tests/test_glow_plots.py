@@ -198,6 +198,8 @@ def test_class_completions_show_the_hole_every_class_and_the_posterior() -> None
     assert shown[2, 5, 0] == shown[2, 5, 1] == pytest.approx(float(image[0, 2, 5]))
     probs = result.probabilities()
     assert fig.axes[k].get_title() == f"as {k - 1}\n{float(probs[-1]):.0%}"
+    grey = class_completions_figure(image[0], mask, result)  # a grey image as (H, W)
+    np.testing.assert_array_equal(grey.axes[0].images[0].get_array(), shown)
     bars = fig.axes[-1].patches
     assert len(bars) == k
     assert bars[-1].get_height() == pytest.approx(100 * float(probs[-1]))

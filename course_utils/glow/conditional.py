@@ -78,6 +78,8 @@ def _one_image(image: object, shape: tuple[int, int, int]) -> Tensor:
     """``image`` as a float ``(1, C, H, W)`` in ``[0, 1]`` (8-bit images: their bins' centres)."""
     if not isinstance(image, Tensor):
         raise ValueError(f"image must be a tensor (C, H, W), got {type(image).__name__}")
+    if shape[0] == 1 and tuple(image.shape) == shape[1:]:
+        image = image[None]  # a grey image given as (H, W)
     if tuple(image.shape) != shape:
         raise ValueError(f"image must be one image of shape {shape}, got {tuple(image.shape)}")
     if image.dtype == torch.uint8:
@@ -152,8 +154,9 @@ def complete_as_each_class(
 
     Args:
         model: a class-conditional Glow (``num_classes`` set).
-        image: one image ``(C, H, W)``: ``uint8`` (mapped to its bins' centres,
-            :func:`course_utils.inpaint.masks.to_unit`) or float in ``[0, 1]``.
+        image: one image ``(C, H, W)`` (a grey one also ``(H, W)``): ``uint8``
+            (mapped to its bins' centres, :func:`course_utils.inpaint.masks.to_unit`)
+            or float in ``[0, 1]``.
         mask: bool (or 0/1) ``(H, W)`` or ``(C, H, W)``, ``True`` where the pixel
             is missing; some pixels must be missing and some known.
         classes: the classes to complete as (distinct ints); default every class.

@@ -521,7 +521,8 @@ def class_completions_figure(
     Bottom: that posterior as bars.
 
     Args:
-        image: the image ``(C, H, W)``, float in [0, 1] or ``uint8``.
+        image: the image ``(C, H, W)`` (a grey one also ``(H, W)``), float in [0, 1]
+            or ``uint8``.
         mask: ``(H, W)`` or ``(C, H, W)``, ``True`` where missing.
         result: :func:`course_utils.glow.conditional.complete_as_each_class`'s result.
         colour: RGB of the missing pixels.
@@ -535,8 +536,10 @@ def class_completions_figure(
             f"result must be the ClassCompletions of complete_as_each_class, got "
             f"{type(result).__name__}"
         )
-    x = _images_in_unit("image", image, ndim=3)
     shape = tuple(result.completions.shape[1:])
+    if isinstance(image, Tensor) and shape[0] == 1 and tuple(image.shape) == shape[1:]:
+        image = image[None]  # a grey image given as (H, W)
+    x = _images_in_unit("image", image, ndim=3)
     if tuple(x.shape) != shape:
         raise ValueError(f"image must have the completions' shape {shape}, got {tuple(x.shape)}")
     if not isinstance(mask, Tensor) or tuple(mask.shape) not in (shape[1:], (1, *shape[1:]), shape):
