@@ -445,7 +445,8 @@ class MoonsRecipe:
             ``(optimizer, scheduler)``, the scheduler None without :attr:`cosine`;
             pass both to :func:`course_utils.core.train.train`.
         """
-        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+        # foreach: the default loop's numbers, bit for bit, in fewer kernel calls
+        opt = torch.optim.Adam(model.parameters(), lr=self.lr, foreach=True)
         if not self.cosine:
             return opt, None
         return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.steps(epochs))

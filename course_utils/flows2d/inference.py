@@ -409,7 +409,8 @@ def fit_reverse_kl(
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be positive, got {steps} and {batch_size}")
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
+    # foreach: the default loop's numbers, bit for bit, in fewer kernel calls
+    optimizer = torch.optim.Adam(flow.parameters(), lr=lr, foreach=True)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 
     def loss_fn(model: nn.Module, step: int) -> Tensor:
