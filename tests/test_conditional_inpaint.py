@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from course_utils.glow.conditional import ClassCompletions, complete_as_each_class
+from course_utils.glow.conditional import (
+    ClassCompletions,
+    complete_as_each_class,
+    draw_class_samples,
+    known_pixels_posterior,
+)
 from course_utils.inpaint import flow as fl
 
 
@@ -49,50 +56,71 @@ def test_each_class_fills_only_the_hole_and_climbs(cond) -> None:
     assert bool((result.log_probs >= start_log_p).all())
 
 
-def test_sample_starts_are_each_classs_own_and_seeded(cond) -> None:
+def test_sample_starts_are_each_classs_best_matching_sample_and_seeded(cond) -> None:
     image, mask = _problem()
-    a = complete_as_each_class(
-        cond, image, mask, steps=0, generator=torch.Generator().manual_seed(1)
-    )
-    b = complete_as_each_class(
-        cond, image, mask, steps=0, generator=torch.Generator().manual_seed(1)
-    )
-    c = complete_as_each_class(
-        cond, image, mask, steps=0, generator=torch.Generator().manual_seed(2)
-    )
-    torch.testing.assert_close(a.completions, b.completions)
-    assert not torch.allclose(a.completions, c.completions)
-    # with no step taken, each class's hole is its sample's (the known pixels the image's)
+    samples = draw_class_samples(cond, 6, generator=torch.Generator().manual_seed(1))
+    assert samples.shape == (3, 6, 1, 28, 28)
+    again = draw_class_samples(cond, 6, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(samples, again)
     torch.manual_seed(5)
     state = torch.get_rng_state()
-    complete_as_each_class(cond, image, mask, steps=0, generator=torch.Generator().manual_seed(1))
+    draw_class_samples(cond, 2, generator=torch.Generator().manual_seed(1))
     assert torch.equal(torch.get_rng_state(), state)  # a generator leaves the global RNG alone
-    torch.manual_seed(7)
-    want = cond.sample(3, temperature=0.4, y=torch.arange(3))
-    torch.manual_seed(7)
-    got = complete_as_each_class(cond, image, mask, steps=0, start_temperature=0.4)
-    hole = mask.expand(3, 1, 28, 28)
-    torch.testing.assert_close(got.completions[hole], want[hole], atol=1e-4, rtol=0)
-    with pytest.raises(ValueError, match="start_temperature"):
-        complete_as_each_class(cond, image, mask, steps=0, start_temperature=0)
+    got = complete_as_each_class(cond, image, mask, steps=0, samples=samples)
+    # with no step taken, each class's hole is that of its sample closest on the known pixels
+    known = (~mask).float()
+    for k in range(3):
+        misfit = [float(((s - image) ** 2 * known).sum()) for s in samples[k]]
+        best = samples[k, min(range(6), key=misfit.__getitem__)]
+        torch.testing.assert_close(got.completions[k][:, mask], best[:, mask], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="samples must be"):
+        complete_as_each_class(cond, image, mask, steps=0, samples=samples[:2])
+    with pytest.raises(ValueError, match="temperature"):
+        draw_class_samples(cond, 2, temperature=0)
 
 
-def test_the_posterior_is_bayes_rule_on_the_best_completions(cond) -> None:
+def _by_hand(samples, image, mask, sigma, log_prior):
+    """Bayes' rule with p(known | y) = mean over y's samples of N(known; sample, σ²), in float64."""
+    scores = []
+    for k in range(len(samples)):
+        terms = [
+            math.exp(-float(((s - image)[:, ~mask] ** 2).sum()) / (2 * sigma**2))
+            for s in samples[k]
+        ]
+        scores.append(math.log(sum(terms) / len(terms)) + float(log_prior[k]))
+    return torch.tensor(scores, dtype=torch.float64).log_softmax(0).float()
+
+
+def test_known_pixels_posterior_is_bayes_rule_on_the_samples_by_hand(cond) -> None:
     image, mask = _problem()
-    result = complete_as_each_class(cond, image, mask, steps=5, init="zero")
-    assert result.posterior.shape == (3,)
-    torch.testing.assert_close(result.probabilities().sum(), torch.tensor(1.0))
-    torch.testing.assert_close(result.posterior, result.log_probs.log_softmax(0))
-    assert result.best == int(result.log_probs.argmax())
-    # a prior adds to each class's score before normalising
+    samples = draw_class_samples(cond, 5, generator=torch.Generator().manual_seed(0))
     prior = torch.tensor([0.7, 0.2, 0.1]).log()
-    with_prior = complete_as_each_class(cond, image, mask, log_prior=prior, steps=5, init="zero")
-    torch.testing.assert_close(with_prior.posterior, (result.log_probs + prior).log_softmax(0))
-    # a subset of classes, in the order asked, normalised among them
-    two = complete_as_each_class(cond, image, mask, classes=[2, 0], steps=5, init="zero")
+    for sigma in (2.0, 4.0):  # large enough that exp() stays above float64's smallest number
+        got = known_pixels_posterior(samples, image, mask, sigma, prior)
+        torch.testing.assert_close(got, _by_hand(samples, image, mask, sigma, prior))
+    # a sample that IS the image on its known pixels makes its class the most probable
+    planted = samples.clone()
+    planted[1, 0][:, ~mask] = image[:, ~mask]
+    assert int(known_pixels_posterior(planted, image, mask, 0.2).argmax()) == 1
+    # the pixels in the hole do not matter
+    other = image.clone()
+    other[:, mask] = 1.0
+    torch.testing.assert_close(
+        known_pixels_posterior(samples, other, mask), known_pixels_posterior(samples, image, mask)
+    )
+    result = complete_as_each_class(cond, image, mask, steps=2, samples=samples, log_prior=prior)
+    torch.testing.assert_close(
+        result.posterior, known_pixels_posterior(samples, image, mask, 0.2, prior)
+    )
+    torch.testing.assert_close(result.probabilities().sum(), torch.tensor(1.0))
+    assert result.best == int(result.posterior.argmax())
+    two = complete_as_each_class(cond, image, mask, classes=[2, 0], steps=2, samples=samples)
     assert two.classes.tolist() == [2, 0]
-    torch.testing.assert_close(two.log_probs, result.log_probs[[2, 0]])
-    torch.testing.assert_close(two.posterior.exp().sum(), torch.tensor(1.0))
+    torch.testing.assert_close(two.posterior, known_pixels_posterior(samples[[2, 0]], image, mask))
+    with pytest.raises(ValueError, match="samples must be float"):
+        known_pixels_posterior(samples[0], image, mask)
+    with pytest.raises(ValueError, match="sigma"):
+        known_pixels_posterior(samples, image, mask, sigma=0)
 
 
 def test_uint8_images_and_channel_masks_are_read_as_the_float_ones(cond) -> None:

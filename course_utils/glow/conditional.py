@@ -1,17 +1,21 @@
 """Conditional inpainting (lesson 11): one masked digit completed as each class.
 
 A class-conditional Glow scores ``log p(x | y)`` for every class ``y``. Given
-an image whose hole is missing, :func:`complete_as_each_class` asks each class
-in turn for its best completion: the hole that maximises ``log p(x | y)``
-with the known pixels fixed (the likelihood ascent of lesson 08,
-:func:`course_utils.inpaint.flow.pixel_inpaint`, given the class). The best
-``log p`` each class reaches, plus ``log p(y)``, normalised over the classes,
-says which digits the known pixels leave possible: an approximate posterior
-``p(y | known pixels)``.
+an image whose hole is missing, two questions have answers:
+
+* *which classes do the known pixels allow?* :func:`known_pixels_posterior`
+  estimates ``p(y | known pixels)`` by Bayes' rule, with ``p(known | y)``
+  estimated from the class's own samples (a Monte Carlo average of a Gaussian
+  observation model of the known pixels);
+* *what would the digit look like as each class?* :func:`complete_as_each_class`
+  fills the hole as each class by the likelihood ascent of lesson 08
+  (:func:`course_utils.inpaint.flow.pixel_inpaint` given the class), starting
+  from the class's sample that best matches the known pixels.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,7 +27,12 @@ from course_utils.glow.measure import check_log_prior
 from course_utils.inpaint.flow import pixel_inpaint
 from course_utils.inpaint.masks import check_inputs, to_unit
 
-__all__ = ["ClassCompletions", "complete_as_each_class"]
+__all__ = [
+    "ClassCompletions",
+    "complete_as_each_class",
+    "draw_class_samples",
+    "known_pixels_posterior",
+]
 
 Tensor = torch.Tensor
 
@@ -38,7 +47,7 @@ class ClassCompletions:
         log_probs: ``(K,)``: ``log p(x̂_y | y)`` of each completion under its own
             class, in nats.
         posterior: ``(K,)``: ``log p(y | known pixels)``, normalised over ``classes``
-            (``posterior.exp().sum() == 1``).
+            (``posterior.exp().sum() == 1``), by :func:`known_pixels_posterior`.
         classes: ``(K,)`` int64: the classes, in the order of the rows.
     """
 
@@ -104,17 +113,86 @@ def _one_mask(mask: object, shape: tuple[int, int, int]) -> Tensor:
     return mask[None]
 
 
-def _class_samples(
-    model: nn.Module, labels: Tensor, temperature: float, generator: torch.Generator | None
+def draw_class_samples(
+    model: nn.Module,
+    samples_per_class: int,
+    temperature: float = 0.8,
+    classes: Sequence[int] | Tensor | None = None,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
-    """One sample of each class in ``labels``; seeded by ``generator`` without touching the RNG."""
-    if generator is None:
-        return model.sample(len(labels), temperature=temperature, y=labels)
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    """``samples_per_class`` samples of each class: ``(K, S, C, H, W)`` in ``[0, 1]``, on the CPU.
+
+    Seeded by ``generator`` without touching the global random state.
+    """
+    num_classes = getattr(model, "num_classes", None)
+    if not num_classes:
+        raise ValueError("draw_class_samples needs a class-conditional Glow (num_classes set)")
+    n = check_int("samples_per_class", samples_per_class, minimum=1)
+    temperature = check_float("temperature", temperature, positive=True)
+    chosen = _classes(classes, num_classes)
+    labels = chosen.repeat_interleave(n).to(next(model.parameters()).device)
+    seed = None if generator is None else int(torch.randint(0, 2**62, (1,), generator=generator))
     devices = [labels.device] if labels.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        return model.sample(len(labels), temperature=temperature, y=labels)
+    with torch.random.fork_rng(devices=devices, enabled=seed is not None), torch.no_grad():
+        if seed is not None:
+            torch.manual_seed(seed)
+        x = model.sample(len(labels), temperature=temperature, y=labels)
+    return x.clamp(0, 1).cpu().view(len(chosen), n, *x.shape[1:])
+
+
+def _known_log_likelihoods(samples: Tensor, x: Tensor, known: Tensor, sigma: float) -> Tensor:
+    """``log (1/S) Σ_s N(x_known; x_s,known, σ²)`` per class, up to a constant: ``(K,)``."""
+    misfit = ((samples - x) ** 2 * known).flatten(2).sum(2)  # (K, S)
+    return torch.logsumexp(-misfit.double() / (2 * sigma**2), dim=1) - math.log(samples.shape[1])
+
+
+def known_pixels_posterior(
+    samples: Tensor,
+    image: Tensor,
+    mask: Tensor,
+    sigma: float = 0.2,
+    log_prior: Tensor | None = None,
+) -> Tensor:
+    """``log p(y | known pixels)`` ``(K,)`` by Bayes' rule, from each class's own samples.
+
+    ``p(known | y) = ∫ p(known, hole | y) d hole`` is an integral over every
+    possible hole. Observing the known pixels with a little Gaussian noise of
+    scale ``σ`` turns it into an average over the class's samples,
+
+        ``p(known | y) ≈ (1/S) Σ_s N(x_known; x_s,known, σ² I)``,  ``x_s ~ p(x | y)``,
+
+    an unbiased Monte Carlo estimate of that smoothed likelihood (the constant of
+    the Gaussian is the same for every class and cancels). With few samples and a
+    small ``σ`` the closest sample dominates each class's sum: the estimate
+    then asks how close the class's best-matching sample comes to the known
+    pixels. Unlike the likelihood of a completed image, it does not favour a
+    class for the ink its completion leaves out.
+
+    Args:
+        samples: ``(K, S, C, H, W)`` in ``[0, 1]``: ``S`` samples of each class
+            (:func:`draw_class_samples`).
+        image: one image ``(C, H, W)`` (or ``(H, W)``), ``uint8`` or float in ``[0, 1]``.
+        mask: ``(H, W)`` or ``(C, H, W)``, ``True`` where missing.
+        sigma: the known pixels' noise scale, > 0.
+        log_prior: ``log p(y)`` of the ``K`` classes; None is uniform.
+
+    Raises:
+        ValueError: samples that are not ``(K, S, C, H, W)``, an image or mask of
+            another shape, a mask with no known or no missing pixel, a bad prior.
+    """
+    samples = torch.as_tensor(samples)
+    if samples.ndim != 5 or not samples.is_floating_point():
+        raise ValueError(
+            "samples must be float (K, S, C, H, W): S samples of each of K classes "
+            f"(draw_class_samples), got {tuple(samples.shape)} {samples.dtype}"
+        )
+    shape = tuple(samples.shape[2:])
+    x = _one_image(image, shape)
+    m = check_inputs(x, _one_mask(mask, shape))
+    sigma = check_float("sigma", sigma, positive=True)
+    log_prior = check_log_prior(log_prior, samples.shape[0], torch.float64)
+    log_known = _known_log_likelihoods(samples, x, (~m).to(samples.dtype), sigma)
+    return (log_known + log_prior).log_softmax(0).float()
 
 
 def complete_as_each_class(
@@ -127,30 +205,27 @@ def complete_as_each_class(
     lr: float = 0.05,
     generator: torch.Generator | None = None,
     init: str | Tensor = "sample",
-    start_temperature: float = 0.6,
+    samples: Tensor | None = None,
+    samples_per_class: int = 200,
+    temperature: float = 0.8,
+    sigma: float = 0.2,
 ) -> ClassCompletions:
     """Complete one masked image as each class, and weigh the classes by the known pixels.
 
-    For each class ``y`` the hole is filled by likelihood ascent on
-    ``log p(x | y)`` (:func:`course_utils.inpaint.flow.pixel_inpaint` given the
-    class; all classes run in one batch). By default each class's hole starts
-    from a sample of that class (``init="sample"``, drawn at
-    ``start_temperature``): from a shared start such as black (``"zero"``) the
-    ascent stays near it for every class (black pixels are the likeliest a
-    digit model knows), and all the completions look alike. Each class's best
-    ``log p(x̂_y | y)`` stands in for ``log p(known | y)``, and Bayes' rule gives
+    Each class ``y`` gets samples of its own (``samples``, or
+    ``samples_per_class`` drawn at ``temperature``). They give the posterior
+    ``p(y | known pixels)`` (:func:`known_pixels_posterior`) and, by default,
+    the start of each class's hole: the class's sample closest to the known
+    pixels (``init="sample"``; from a shared start such as black the ascent
+    stays near it for every class, and the completions look alike). The hole
+    is then filled by likelihood ascent on ``log p(x | y)``
+    (:func:`course_utils.inpaint.flow.pixel_inpaint` given the class; all
+    classes in one batch), and ``log_probs`` records where it ended.
 
-        ``log p(y | known) = log p(x̂_y | y) + log p(y) − log Σ_k p(x̂_k | k) p(k)``.
-
-    This is a *profile likelihood*, an approximation: the exact
-    ``p(known | y) = ∫ p(known, hole | y) d hole`` sums over every possible
-    hole, while this keeps only the best one. It overrates a class whose best
-    completion is sharp but rare, and underrates one with many good
-    completions; it favours a class whose completion adds little ink (a thin
-    1: a digit model gives dark pixels the highest density); and the ascent
-    finds *a* maximum near its start, not necessarily the highest. Read it as
-    "which classes can explain these pixels, and how well", not as calibrated
-    probabilities.
+    The completions' own ``log p(x̂_y | y)`` are *not* used to weigh the classes:
+    a hole filled with little ink (a thin 1) is more likely under a digit model
+    whatever the known pixels say, so the best completion's likelihood favours
+    such classes.
 
     Args:
         model: a class-conditional Glow (``num_classes`` set).
@@ -164,11 +239,15 @@ def complete_as_each_class(
             ``(num_classes,)``; None is the uniform prior. Normalised over ``classes``.
         steps: the most ascent steps (it stops earlier once every class has converged).
         lr: Adam's learning rate, in the model's coordinates.
-        generator: seeds the ``"sample"`` and ``"uniform"`` starts.
-        init: the hole's start: ``"sample"`` (a sample of each class), or one
+        generator: seeds the samples drawn here and a ``"uniform"`` start.
+        init: the hole's start: ``"sample"`` (each class's best-matching sample), or one
             start for every class as in :func:`course_utils.inpaint.flow.init_hole`
             (``"zero"``, ``"half"``, ``"uniform"``, or an image ``(C, H, W)`` in ``[0, 1]``).
-        start_temperature: the temperature of the ``"sample"`` starts, > 0.
+        samples: ``(num_classes, S, C, H, W)`` samples of every class of the model
+            (:func:`draw_class_samples`), to reuse for several images; default: drawn here.
+        samples_per_class: how many to draw when ``samples`` is None, >= 1.
+        temperature: their temperature, > 0.
+        sigma: the known pixels' noise scale of :func:`known_pixels_posterior`.
 
     Returns:
         :class:`ClassCompletions` on the CPU, one row per class in ``classes`` order.
@@ -177,7 +256,7 @@ def complete_as_each_class(
         ValueError: an unconditional model; an image or a mask of another shape;
             an image with NaN/inf or values outside ``[0, 1]``; a mask with no
             missing or no known pixel; classes out of range or repeated; a prior
-            of the wrong shape or not finite.
+            of the wrong shape or not finite; samples of another shape.
     """
     num_classes = getattr(model, "num_classes", None)
     if not num_classes:
@@ -193,13 +272,25 @@ def complete_as_each_class(
     m = check_inputs(x, m, model)  # 0/1 masks, no hole or no known pixel: one message for all
     chosen = _classes(classes, num_classes)
     log_prior = check_log_prior(log_prior, num_classes, torch.float64)
+    if samples is None:
+        samples = draw_class_samples(model, samples_per_class, temperature, generator=generator)
+    samples = torch.as_tensor(samples)
+    if samples.ndim != 5 or tuple(samples.shape[2:]) != shape or len(samples) != num_classes:
+        raise ValueError(
+            f"samples must be (num_classes={num_classes}, S, *{shape}): S samples of every "
+            f"class (draw_class_samples), got {tuple(samples.shape)}"
+        )
+    samples = samples[chosen].to(x)
+    posterior = known_pixels_posterior(
+        samples.cpu(), x[0].cpu(), m[0].cpu(), sigma, log_prior[chosen]
+    )
     k = len(chosen)
     labels = chosen.to(param.device)
-    start_temperature = check_float("start_temperature", start_temperature, positive=True)
     if isinstance(init, Tensor):
         init = _one_image(init, shape).to(x).expand(k, *shape)
     elif init == "sample":
-        init = _class_samples(model, labels, start_temperature, generator)
+        misfit = ((samples - x) ** 2 * (~m).to(x)).flatten(2).sum(2)  # (K, S)
+        init = samples[torch.arange(k), misfit.argmin(1)]  # each class's best match
     result = pixel_inpaint(
         model,
         x.expand(k, *shape).clone(),
@@ -212,11 +303,10 @@ def complete_as_each_class(
     )
     completions = result.images.detach()
     with torch.no_grad():
-        log_probs = model.log_prob(completions, labels).double().cpu()
-    posterior = (log_probs + log_prior[chosen]).log_softmax(0)
+        log_probs = model.log_prob(completions, labels).cpu()
     return ClassCompletions(
         completions=completions.cpu(),
         log_probs=log_probs.float(),
-        posterior=posterior.float(),
+        posterior=posterior,
         classes=chosen,
     )
