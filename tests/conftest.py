@@ -120,6 +120,26 @@ def make_tiny_glow() -> Callable[..., Glow]:
     return make
 
 
+@pytest.fixture(scope="session")
+def make_tiny_cond_glow(make_tiny_glow: Callable[..., Glow]) -> Callable[[int], Glow]:
+    """Factory of tiny class-conditional Glows whose classes differ: ``make_tiny_cond_glow(k)``.
+
+    The tiny Glow with ``num_classes=k``, every class mean and log-scale drawn
+    away from zero (seed 0), so that the classes give different densities.
+    """
+
+    def make(num_classes: int = 10) -> Glow:
+        model = make_tiny_glow(num_classes=num_classes)
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for q in model.flow.q0:
+                q.class_loc.copy_(0.5 * torch.randn(q.class_loc.shape, generator=gen))
+                q.class_log_scale.copy_(0.2 * torch.randn(q.class_log_scale.shape, generator=gen))
+        return model
+
+    return make
+
+
 @pytest.fixture
 def tiny_glow(make_tiny_glow: Callable[..., Glow]) -> Glow:
     """The tiny Glow (seed 0, :data:`TINY_GLOW`), initialised, in eval mode; the test's own copy."""

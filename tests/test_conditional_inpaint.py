@@ -17,15 +17,9 @@ from course_utils.inpaint import flow as fl
 
 
 @pytest.fixture
-def cond(make_tiny_glow):
+def cond(make_tiny_cond_glow):
     """A tiny 3-class Glow whose classes differ (class means and scales far from zero)."""
-    model = make_tiny_glow(num_classes=3)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for q in model.flow.q0:
-            q.class_loc.copy_(0.5 * torch.randn(q.class_loc.shape, generator=gen))
-            q.class_log_scale.copy_(0.2 * torch.randn(q.class_log_scale.shape, generator=gen))
-    return model
+    return make_tiny_cond_glow(3)
 
 
 def _problem() -> tuple[torch.Tensor, torch.Tensor]:

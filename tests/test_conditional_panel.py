@@ -18,15 +18,10 @@ from course_utils.panels.conditional import (
 
 
 @pytest.fixture(scope="module")
-def cond_and_digits(make_tiny_glow):
-    """A tiny class-conditional Glow with distinct class means, and eight test digits."""
-    model = make_tiny_glow(num_classes=10)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for q in model.flow.q0:
-            q.class_loc.copy_(0.5 * torch.randn(q.class_loc.shape, generator=gen))
+def cond_and_digits(make_tiny_cond_glow):
+    """A tiny class-conditional Glow whose classes differ, and eight test digits."""
     images, labels = load_mnist("mnist", "test")
-    return model, images[:8, None], labels[:8]
+    return make_tiny_cond_glow(10), images[:8, None], labels[:8]
 
 
 def test_class_samples_are_of_the_asked_class_and_counted_by_the_classifier(
