@@ -106,26 +106,19 @@ class Schedule:
         object.__setattr__(
             self, "warmup_steps", check_int("warmup_steps", self.warmup_steps, minimum=0)
         )
-        if self.lr_drop is not None:
-            step, factor = self.lr_drop
-            object.__setattr__(
-                self,
-                "lr_drop",
-                (
-                    check_int("lr_drop step", step, minimum=0),
-                    check_float("lr_drop factor", factor, positive=True),
-                ),
-            )
-        if self.class_loss is not None:
-            step, weight = self.class_loss
-            object.__setattr__(
-                self,
-                "class_loss",
-                (
-                    check_int("class_loss step", step, minimum=0),
-                    check_float("class_loss weight", weight, positive=True),
-                ),
-            )
+        # (step, value) pairs: a step >= 0 from which a positive value holds
+        for name, what in (("lr_drop", "factor"), ("class_loss", "weight")):
+            pair = getattr(self, name)
+            if pair is not None:
+                step, value = pair
+                object.__setattr__(
+                    self,
+                    name,
+                    (
+                        check_int(f"{name} step", step, minimum=0),
+                        check_float(f"{name} {what}", value, positive=True),
+                    ),
+                )
 
     def factor(self, step: int) -> float:
         """The learning rate's multiplier at ``step`` (0-based)."""
