@@ -83,7 +83,7 @@ def make_glow(
     spec = get_recipe(recipe)
     folder = Path(folder) if folder is not None else PRETRAINED_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    coloured = dataset == "coloured-mnist"
+    coloured = dataset.startswith("coloured-mnist")
     model, history = train_glow(
         dataset,
         minutes=minutes,
@@ -100,7 +100,7 @@ def make_glow(
     )
     conditional = spec.model.num_classes is not None
     data = (
-        "coloured-mnist (MNIST's 60,000 training digits, coloured with seed 0)"
+        f"{dataset} (MNIST's 60,000 training digits, coloured with seed 0)"
         if coloured
         else f"{dataset} (60,000 training images" + (" and their classes)" if conditional else ")")
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from course_utils.composite.losses import base_noise, channel_mean_gap, nll_term
+from course_utils.composite.losses import base_noise, channel_mean_gap
 from course_utils.exercises import lesson09
 
 
@@ -14,10 +14,13 @@ def test_colour_gap_is_the_course_term() -> None:
     torch.testing.assert_close(lesson09.colour_gap_reference(x, x_hat), channel_mean_gap(x, x_hat))
 
 
-def test_bits_per_dim_is_the_scaled_nll() -> None:
-    log_p = torch.randn(10, generator=torch.Generator().manual_seed(1)) * 500
+def test_colour_gap_gradient_is_the_course_terms_gradient() -> None:
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(5, 3, 6, 6, generator=gen)
+    x_hat = torch.rand(7, 3, 6, 6, generator=gen).requires_grad_(True)
+    channel_mean_gap(x, x_hat).backward()
     torch.testing.assert_close(
-        lesson09.bits_per_dim_reference(log_p, 2352), nll_term(log_p, 2352, scaled=True)
+        lesson09.colour_gap_gradient_reference(x, x_hat.detach()), x_hat.grad
     )
 
 

@@ -19,6 +19,7 @@ from course_utils.glow.layers import (
     checkerboard,
     dct_matrix,
     glow_block,
+    noise_from_latent,
 )
 from tests.oracles import perturb
 
@@ -128,3 +129,16 @@ def test_base_from_noise_draws_as_the_base_does() -> None:
         assert all(p.grad is not None for p in base.parameters())
     with pytest.raises(TypeError, match="not a Glow base"):
         base_from_noise(torch.nn.Linear(2, 2), eps)
+
+
+def test_noise_from_latent_undoes_base_from_noise() -> None:
+    glow_base = nf.distributions.GlowBase((2, 3, 4))
+    with torch.no_grad():
+        for p in glow_base.parameters():
+            p.normal_(0, 0.3)
+    eps = torch.randn(5, 2, 3, 4, generator=torch.Generator().manual_seed(2))
+    for base in (_random_spectral_base(), glow_base):
+        with torch.no_grad():
+            torch.testing.assert_close(noise_from_latent(base, base_from_noise(base, eps)), eps)
+    with pytest.raises(TypeError, match="not a Glow base"):
+        noise_from_latent(torch.nn.Linear(2, 2), eps)

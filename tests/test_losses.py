@@ -24,8 +24,9 @@ from course_utils.composite.losses import (
 )
 from course_utils.composite.measure import ink
 from course_utils.core.data import (
-    BACKGROUND_PROBS,
     BACKGROUNDS,
+    FOUR_BACKGROUND_PROBS,
+    FOUR_BACKGROUNDS,
     STROKES,
     coloured_splits,
     colourize,
@@ -75,19 +76,31 @@ def test_colourize_is_deterministic_and_shaped(rng: torch.Generator) -> None:
     assert bg.shape == fg.shape == (50,)
 
 
-def test_colour_means_follow_the_design(rng: torch.Generator) -> None:
+@pytest.mark.parametrize("four", [False, True], ids=["one background", "four backgrounds"])
+def test_colour_means_follow_the_design(rng: torch.Generator, four: bool) -> None:
     grey = digits(400, rng)
-    rgb, bg, fg = colourize(grey, seed=0)
+    backgrounds, probs = (
+        (FOUR_BACKGROUNDS, FOUR_BACKGROUND_PROBS) if four else (BACKGROUNDS, (1.0,))
+    )
+    rgb, bg, fg = colourize(grey, 0, backgrounds, probs)
     ink = grey.float().mean((1, 2)) / 255
-    palette_bg = torch.tensor(BACKGROUNDS, dtype=torch.float32)[bg]
+    palette_bg = torch.tensor(backgrounds, dtype=torch.float32)[bg]
     palette_fg = torch.tensor(STROKES, dtype=torch.float32)[fg]
     expected = palette_bg + (palette_fg - palette_bg) * ink[:, None]  # (N, 3), in 0..255
     measured = rgb.float().mean((2, 3))
     # Only rounding to 8 bits separates the two.
     assert (measured - expected).abs().max() <= 0.5 + 1e-4
     # The backgrounds are drawn with the stated probabilities (400 draws: a few percent).
-    freq = torch.bincount(bg, minlength=len(BACKGROUNDS)).float() / len(bg)
-    assert torch.allclose(freq, torch.tensor(BACKGROUND_PROBS), atol=0.07)
+    freq = torch.bincount(bg, minlength=len(backgrounds)).float() / len(bg)
+    assert torch.allclose(freq, torch.tensor(probs), atol=0.07)
+
+
+def test_colourize_refuses_probabilities_that_do_not_fit() -> None:
+    grey = torch.zeros(2, 28, 28, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="positive probability, summing to 1"):
+        colourize(grey, 0, FOUR_BACKGROUNDS, (0.5, 0.5))
+    with pytest.raises(ValueError, match="positive probability, summing to 1"):
+        colourize(grey, 0, FOUR_BACKGROUNDS, (0.5, 0.5, 0.5, -0.5))
 
 
 def test_coloured_splits_on_real_digits(shared_data) -> None:

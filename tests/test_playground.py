@@ -248,6 +248,7 @@ def test_the_shipped_model_reproduces_its_manifest(shared_data) -> None:
     assert held_out == pytest.approx(info["held_out_curve"][-1], abs=2e-4)
     again = coloured_sample_figures(model, test=test)
     assert again["recognisable_real_test_digits"] == info["recognisable_real_test_digits"]
+    assert again["single_background_real_test_digits"] == info["single_background_real_test_digits"]
     # Sampling is seeded; a classifier's verdict near its threshold may flip with the
     # number of threads, so a share may move by a few samples in 1,000.
     assert again["recognisable_share"] == pytest.approx(info["recognisable_share"], abs=0.01)
@@ -256,3 +257,4 @@ def test_the_shipped_model_reproduces_its_manifest(shared_data) -> None:
         assert here["share"] == pytest.approx(there["share"], abs=0.01)
         assert here["digits_drawn"] == there["digits_drawn"]
         assert here["colour_gap"] == pytest.approx(there["colour_gap"], abs=2e-3)
+        assert here["single_background"] == pytest.approx(there["single_background"], abs=0.01)

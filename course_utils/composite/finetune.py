@@ -25,7 +25,7 @@ from course_utils.composite.losses import (
     perturbed_reconstruction,
     sample_with_grad,
 )
-from course_utils.composite.measure import ink
+from course_utils.composite.measure import ink, single_background
 from course_utils.core.metrics import bits_per_dim
 from course_utils.core.train import train
 from course_utils.glow.digits import recognisable
@@ -166,8 +166,10 @@ def evaluate(
         test images whose reconstruction stayed finite), ``recon_overflow`` and
         ``sample_overflow`` (the fractions of perturbed reconstructions and of
         samples that came out NaN or infinite: an ill-conditioned inverse;
-        such samples are left out of the colour statistics), and
-        ``recognisable`` (with a classifier).
+        such samples are left out of the colour statistics),
+        ``single_background`` (the share of the samples whose background has one
+        colour, :func:`~course_utils.composite.measure.single_background`; overflowed
+        samples count as not), and ``recognisable`` (with a classifier).
     """
     if isinstance(test, torch.Tensor) and test.dtype == torch.uint8:
         if test.ndim != 4 or test.shape[1] != model.config.shape[0]:
@@ -202,6 +204,9 @@ def evaluate(
         "recon": float(per_image[finite].mean()) if finite.any() else math.nan,
         "recon_overflow": float((~finite).float().mean()),
         "sample_overflow": float((~ok).float().mean()),
+        "single_background": float(single_background(samples).float().sum()) / n_samples
+        if len(samples)
+        else 0.0,
     }
     if classifier is not None:
         share = recognisable(classifier, ink(samples)).share if len(samples) else 0.0

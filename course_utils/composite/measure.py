@@ -18,7 +18,13 @@ from course_utils.composite.losses import channel_mean_gap, check_images
 from course_utils.core.data import image_splits
 from course_utils.glow.digits import recognisable
 
-__all__ = ["coloured_sample_figures", "ink", "measure_coloured_glow"]
+__all__ = [
+    "SINGLE_BACKGROUND",
+    "coloured_sample_figures",
+    "ink",
+    "measure_coloured_glow",
+    "single_background",
+]
 
 Tensor = torch.Tensor
 
@@ -47,6 +53,49 @@ def ink(images: Tensor) -> Tensor:
     return distance / distance.flatten(1).amax(1).clamp_min(1e-6).view(-1, 1, 1, 1)
 
 
+#: What :func:`single_background` calls a background of one colour: in the frame of
+#: ``width`` pixels around the image (where MNIST's digits, centred in a 20×20 box,
+#: put almost no ink), at least ``share`` of the pixels lie within ``tol`` (Euclidean,
+#: RGB in [0, 1]) of the frame's median colour.
+SINGLE_BACKGROUND = {"width": 3, "tol": 0.1, "share": 0.97}
+
+
+def single_background(
+    images: Tensor,
+    width: int = SINGLE_BACKGROUND["width"],
+    tol: float = SINGLE_BACKGROUND["tol"],
+    share: float = SINGLE_BACKGROUND["share"],
+) -> Tensor:
+    """Which images have a background of one colour: ``(N,)`` booleans.
+
+    The frame of ``width`` pixels along the four edges (300 of a 28×28 image's
+    784 pixels for ``width=3``) is the image's background; its median colour is
+    the background colour, and the image passes when at least ``share`` of the
+    frame's pixels lie within ``tol`` of it. A patch of a second colour in a
+    corner or along an edge, or a background that drifts from one colour to
+    another, fails; a stray stroke pixel in the frame does not.
+
+    Args:
+        images: ``(N, C, H, W)`` in ``[0, 1]``, with ``H, W > 2 · width``.
+        width, tol, share: see :data:`SINGLE_BACKGROUND`.
+
+    >>> flat = torch.full((2, 3, 28, 28), 0.2)
+    >>> flat[1, :, :14, :14] = 0.6  # a second colour in one quarter
+    >>> single_background(flat).tolist()
+    [True, False]
+    """
+    check_images(images, "images")
+    h, w = images.shape[2:]
+    if not (0 < width and 2 * width < min(h, w)):
+        raise ValueError(f"width must leave an inside to the {h}×{w} images, got {width}")
+    frame = torch.ones(h, w, dtype=torch.bool)
+    frame[width:-width, width:-width] = False
+    pixels = images[:, :, frame]  # (N, C, frame pixels)
+    colour = pixels.median(dim=2, keepdim=True).values
+    near = (pixels - colour).norm(dim=1) <= tol  # (N, frame pixels)
+    return near.float().mean(1) >= share
+
+
 def measure_coloured_glow(model: nn.Module, samples: int = 1000) -> dict[str, Any]:
     """The figures of a coloured-MNIST Glow's manifest, on the official test digits, coloured.
 
@@ -69,10 +118,11 @@ def coloured_sample_figures(
     """A coloured-MNIST Glow's recognisable shares, the sample part of its manifest.
 
     For T = 0.7 and 1, the recognisable share of ``samples`` samples (seeded
-    with 0) read through :func:`ink`, and the distance of
+    with 0) read through :func:`ink`, the share with a background of one colour
+    (:func:`single_background`), and the distance of
     their mean colour from the coloured test digits'
-    (:func:`course_utils.composite.losses.channel_mean_gap`); and the share of the first
-    ``samples`` real test digits, for calibration. ``test``: those coloured test
+    (:func:`course_utils.composite.losses.channel_mean_gap`); and the same two shares of
+    the first ``samples`` real test digits, for calibration. ``test``: those coloured test
     digits, if the caller has them already (else they are coloured here).
     """
 
@@ -84,7 +134,10 @@ def coloured_sample_figures(
     figures: dict[str, Any] = {
         "recognisable_real_test_digits": round(
             recognisable(classifier, ink(real[:samples])).share, 4
-        )
+        ),
+        "single_background_real_test_digits": round(
+            float(single_background(real[:samples]).float().mean()), 4
+        ),
     }
     for t in (0.7, 1.0):
         torch.manual_seed(0)
@@ -95,6 +148,7 @@ def coloured_sample_figures(
             "digits_drawn": r.digits_drawn,
             "per_digit": list(r.counts),
             "samples": r.n,
+            "single_background": round(float(single_background(x).float().mean()), 4),
             "colour_gap": round(float(channel_mean_gap(real, x)), 4),
         }
     figures["recognisable_share"] = figures["recognisable_T0.7"]["share"]

@@ -63,6 +63,8 @@ __all__ = [
     "image_splits",
     "BACKGROUNDS",
     "BACKGROUND_PROBS",
+    "FOUR_BACKGROUNDS",
+    "FOUR_BACKGROUND_PROBS",
     "STROKES",
     "colourize",
     "coloured_splits",
@@ -567,8 +569,11 @@ def _check_identity(path: Path, payload: bytes, wanted: FileIdentity) -> None:
 #: The image datasets the Glow lessons train on, the one list every entry point checks
 #: against: each is its official 60,000-image training split and 10,000-image test
 #: split. ``"coloured-mnist"`` is MNIST's digits through :func:`colourize` (the
-#: training digits coloured with seed 0, the test digits with seed 1; lesson 09).
-IMAGE_DATASETS = (*DATASETS, "coloured-mnist")
+#: training digits coloured with seed 0, the test digits with seed 1; lesson 09):
+#: coloured strokes on one navy background. ``"coloured-mnist-four-backgrounds"`` is
+#: the same with a background drawn from four (:data:`FOUR_BACKGROUNDS`), the design
+#: lesson 09 measured against it (``benchmarks/coloured_design.py``).
+IMAGE_DATASETS = (*DATASETS, "coloured-mnist", "coloured-mnist-four-backgrounds")
 
 
 def check_dataset(name: str, choices: tuple[str, ...] = IMAGE_DATASETS) -> str:
@@ -588,15 +593,19 @@ def image_splits(
     """Train and held-out images of an :data:`IMAGE_DATASETS` entry, with a channel axis.
 
     Args:
-        name: ``"mnist"``, ``"fashion-mnist"`` or ``"coloured-mnist"``.
+        name: one of :data:`IMAGE_DATASETS`.
         root: local data folder (default ``COURSE_DATA_DIR``).
 
     Returns:
         ``(train, test)`` ``uint8`` tensors of shape ``(N, C, 28, 28)``: one
-        channel, or three for ``"coloured-mnist"``.
+        channel, or three for the coloured digits.
     """
     if check_dataset(name) == "coloured-mnist":
         return coloured_splits("mnist", seed=0, root=root)
+    if name == "coloured-mnist-four-backgrounds":
+        return coloured_splits(
+            "mnist", seed=0, root=root, backgrounds=FOUR_BACKGROUNDS, probs=FOUR_BACKGROUND_PROBS
+        )
     train, _ = load_mnist(name, "train", root)
     test, _ = load_mnist(name, "test", root)
     return train[:, None], test[:, None]
@@ -604,17 +613,26 @@ def image_splits(
 
 # ------------------------------------------------------------ coloured MNIST
 
-#: Background colours (RGB, 0..255) of coloured MNIST and the probability of each.
-#: Dark and unevenly drawn, so that the dataset's mean colour is far from grey:
-#: its blue channel is the brightest, its red the darkest.
-BACKGROUNDS = ((20, 40, 110), (15, 90, 60), (90, 25, 50), (45, 45, 45))
-BACKGROUND_PROBS = (0.4, 0.3, 0.2, 0.1)
+#: The background of coloured MNIST (RGB, 0..255): one dark navy for every digit,
+#: so that the dataset's mean colour is far from grey (its blue channel the
+#: brightest). One colour, because a flow's base is one Gaussian: a choice among
+#: several backgrounds is a discrete choice it can only approximate, and in between
+#: two of them it paints patches of both (``benchmarks/coloured_design.py``).
+BACKGROUNDS = ((20, 40, 110),)
+BACKGROUND_PROBS = (1.0,)
+#: The four backgrounds (navy, green, maroon, grey) of the design measured against
+#: it, drawn with unequal probabilities.
+FOUR_BACKGROUNDS = ((20, 40, 110), (15, 90, 60), (90, 25, 50), (45, 45, 45))
+FOUR_BACKGROUND_PROBS = (0.4, 0.3, 0.2, 0.1)
 #: Stroke colours (RGB, 0..255), drawn uniformly: yellow, cyan, orange, white.
 STROKES = ((240, 220, 40), (60, 220, 240), (250, 140, 30), (240, 240, 240))
 
 
 def colourize(
-    images: torch.Tensor, seed: int = 0
+    images: torch.Tensor,
+    seed: int = 0,
+    backgrounds: tuple[tuple[int, int, int], ...] = BACKGROUNDS,
+    probs: tuple[float, ...] = BACKGROUND_PROBS,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Give every grey digit a background and a stroke colour from small palettes.
 
@@ -622,13 +640,15 @@ def colourize(
     colour is the blend ``(1 − a) · background + a · stroke``, rounded to 8 bits.
     A digit's per-channel mean is therefore
     ``background + (stroke − background) · mean(a)``: it tells which colours
-    were drawn and how much ink the digit has. Backgrounds are drawn with the
-    probabilities :data:`BACKGROUND_PROBS`, strokes uniformly, from a generator
-    seeded with ``seed``, so the same digits and seed give the same bytes.
+    were drawn and how much ink the digit has. Backgrounds are drawn from
+    ``backgrounds`` with the probabilities ``probs``, strokes uniformly, from a
+    generator seeded with ``seed``, so the same digits and seed give the same bytes.
 
     Args:
         images: ``uint8`` digits ``(N, 28, 28)`` or ``(N, 1, H, W)``.
         seed: seeds the colour draws.
+        backgrounds: RGB colours (0..255); default the one navy of :data:`BACKGROUNDS`.
+        probs: their probabilities, one per background, summing to 1.
 
     Returns:
         ``(rgb, background, stroke)``: ``uint8`` images ``(N, 3, H, W)`` and the
@@ -649,13 +669,16 @@ def colourize(
         raise ValueError(
             f"images must have shape (N, 28, 28) or (N, 1, H, W), got {tuple(images.shape)}"
         )
+    if len(backgrounds) != len(probs) or abs(sum(probs) - 1) > 1e-6 or min(probs) <= 0:
+        raise ValueError(
+            f"probs must give each of the {len(backgrounds)} backgrounds a positive "
+            f"probability, summing to 1, got {probs}"
+        )
     generator = torch.Generator().manual_seed(seed)
     n = len(images)
-    background = torch.multinomial(
-        torch.tensor(BACKGROUND_PROBS), n, replacement=True, generator=generator
-    )
+    background = torch.multinomial(torch.tensor(probs), n, replacement=True, generator=generator)
     stroke = torch.randint(len(STROKES), (n,), generator=generator)
-    bg = torch.tensor(BACKGROUNDS, dtype=torch.float32)[background][:, :, None, None]
+    bg = torch.tensor(backgrounds, dtype=torch.float32)[background][:, :, None, None]
     fg = torch.tensor(STROKES, dtype=torch.float32)[stroke][:, :, None, None]
     ink = images.float() / 255.0
     rgb = (1.0 - ink) * bg + ink * fg  # (N, 3, H, W) by broadcasting the channel axis
@@ -663,7 +686,11 @@ def colourize(
 
 
 def coloured_splits(
-    name: str = "mnist", seed: int = 0, root: str | os.PathLike | None = None
+    name: str = "mnist",
+    seed: int = 0,
+    root: str | os.PathLike | None = None,
+    backgrounds: tuple[tuple[int, int, int], ...] = BACKGROUNDS,
+    probs: tuple[float, ...] = BACKGROUND_PROBS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Train and held-out coloured digits: :func:`image_splits` through :func:`colourize`.
 
@@ -674,9 +701,13 @@ def coloured_splits(
         name: ``"mnist"`` (the lessons) or ``"fashion-mnist"``.
         seed: seeds the colours.
         root: local data folder (default ``COURSE_DATA_DIR``).
+        backgrounds, probs: the backgrounds and their probabilities (:func:`colourize`).
 
     Returns:
         ``(train, test)`` ``uint8`` tensors of shape ``(N, 3, 28, 28)``.
     """
     train, test = image_splits(check_dataset(name, tuple(DATASETS)), root)
-    return colourize(train, seed)[0], colourize(test, seed + 1)[0]
+    return (
+        colourize(train, seed, backgrounds, probs)[0],
+        colourize(test, seed + 1, backgrounds, probs)[0],
+    )

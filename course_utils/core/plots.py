@@ -15,7 +15,13 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import AutoLocator, NullLocator
+from matplotlib.ticker import (
+    AutoLocator,
+    LogFormatterSciNotation,
+    LogLocator,
+    NullFormatter,
+    NullLocator,
+)
 
 from course_utils.core import config
 
@@ -37,6 +43,8 @@ __all__ = [
     "loglog_curves",
     "density_row",
     "grouped_bars",
+    "smoothed",
+    "log_ticks",
 ]
 
 # One palette for the whole course, colour-blind friendly (Okabe-Ito).
@@ -481,3 +489,41 @@ def grouped_bars(
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------ added for lesson 09: trends and log axes
+
+
+def smoothed(values: Sequence[float], window: int = 10) -> list[float]:
+    """The trailing mean of the last ``window`` finite values at every point (a trend line).
+
+    Per-step losses of small batches are noisy; their trailing mean shows where
+    a curve is going. Non-finite values are left out of the means (a point with
+    none in its window is NaN).
+
+    >>> smoothed([1.0, 3.0, float("nan"), 5.0], window=2)
+    [1.0, 2.0, 3.0, 5.0]
+    """
+    if window < 1:
+        raise ValueError(f"window must be a positive number of values, got {window}")
+    v = np.asarray(values, dtype=float)
+    ok = np.isfinite(v)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(ok, v, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(ok)])
+    lo = np.maximum(np.arange(1, len(v) + 1) - window, 0)
+    hi = np.arange(1, len(v) + 1)
+    n = counts[hi] - counts[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (sums[hi] - sums[lo]) / n, np.nan).tolist()
+
+
+def log_ticks(ax: Axes, axis: str = "y") -> None:
+    """A log axis with labelled ticks at 1, 2 and 5 times each power of ten.
+
+    Matplotlib labels only the powers of ten, so a curve that stays within one
+    decade gets no labelled tick at all.
+    """
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False))
+    target.set_minor_formatter(NullFormatter())

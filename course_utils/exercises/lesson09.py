@@ -1,8 +1,7 @@
-"""Lesson 09's exercises: the colour term, bits per dimension from nats, and the noise of (c).
+"""Lesson 09's exercises: the colour term, its gradient by hand, and the noise of (c).
 
 The oracles share no code with the answers: the colour gap is checked against
-a loop over channels in numpy, bits/dim against the change of logarithm base
-written out for a uniform density and for random log-likelihoods, and the
+a loop over channels in numpy, its gradient against autograd, and the
 noise of length ``T`` by its length, its direction and its shapes.
 """
 
@@ -17,7 +16,7 @@ from course_utils.exercises import ExerciseFailed, exercise, expect, expect_clos
 
 __all__ = [
     "colour_gap_reference",
-    "bits_per_dim_reference",
+    "colour_gap_gradient_reference",
     "noise_of_length_reference",
 ]
 
@@ -89,56 +88,67 @@ def _check_colour_gap(fn) -> None:
         raise ExerciseFailed("colour_gap must be differentiable: no gradient reached x_hat")
 
 
-# ------------------------------------------------------------ 09.2 bits per dimension
+# ------------------------------------------- 09.2 the colour term's gradient
 
 
-def bits_per_dim_reference(log_p: Tensor, num_dims: int) -> Tensor:
-    """Mean bits/dim of 8-bit images from ``log p(u)`` in nats of ``u = (k + v)/256``."""
-    return (-log_p / (num_dims * math.log(2)) + 8).mean()
+def colour_gap_gradient_reference(x: Tensor, x_hat: Tensor) -> Tensor:
+    """``∂‖μ(x) − μ(x̂)‖₂ / ∂x̂``, written out: the same push for every pixel of a channel."""
+    diff = x.mean(dim=(0, 2, 3)) - x_hat.mean(dim=(0, 2, 3))  # (C,)
+    m, _, h, w = x_hat.shape
+    per_pixel = -diff / torch.linalg.vector_norm(diff) / (m * h * w)
+    return per_pixel.view(1, -1, 1, 1).expand_as(x_hat)
 
 
-def _bpd_no_256(log_p: Tensor, num_dims: int) -> Tensor:
-    """Forgets the 8 bits of the change of scale from ``u`` in [0, 1) back to 0..256."""
-    return (-log_p / (num_dims * math.log(2))).mean()
+def _gradient_sign(x: Tensor, x_hat: Tensor) -> Tensor:
+    """Forgets the minus sign: x̂ enters the difference μ(x) − μ(x̂) negatively."""
+    return -colour_gap_gradient_reference(x, x_hat)
 
 
-def _bpd_in_nats(log_p: Tensor, num_dims: int) -> Tensor:
-    """Divides by D but not by log 2: nats per dimension."""
-    return (-log_p / num_dims + 8).mean()
+def _gradient_no_mean(x: Tensor, x_hat: Tensor) -> Tensor:
+    """Forgets that each pixel is one of m·H·W in the channel's mean."""
+    m, _, h, w = x_hat.shape
+    return colour_gap_gradient_reference(x, x_hat) * (m * h * w)
 
 
-def _bpd_log10(log_p: Tensor, num_dims: int) -> Tensor:
-    """Converts with log 10 instead of log 2."""
-    return (-log_p / (num_dims * math.log(10)) + 8).mean()
+def _gradient_squared(x: Tensor, x_hat: Tensor) -> Tensor:
+    """The gradient of half the squared distance: no division by the gap."""
+    diff = x.mean(dim=(0, 2, 3)) - x_hat.mean(dim=(0, 2, 3))
+    return colour_gap_gradient_reference(x, x_hat) * torch.linalg.vector_norm(diff)
 
 
 @exercise(
     "09.2",
-    "The scaled NLL: bits per dimension from nats",
-    reference=bits_per_dim_reference,
-    wrong=[_bpd_no_256, _bpd_in_nats, _bpd_log10],
+    "The colour term's gradient, by hand",
+    reference=colour_gap_gradient_reference,
+    wrong=[_gradient_sign, _gradient_no_mean, _gradient_squared],
     hint=(
-        "Nats become bits by dividing by `log 2` (`math.log(2)`), and a whole image's "
-        "bits become bits per dimension by dividing by `num_dims`.\n\n"
-        "The model sees `u = (k + v) / 256` in [0, 1); each of the D dimensions was "
-        "squeezed by 256, which adds `log2(256) = 8` bits per dimension. Average over the batch."
+        "Write `d = μ(x) − μ(x̂)`, a vector of C numbers, and the gap `g = ‖d‖`. "
+        "The chain rule gives `∂g/∂d = d / g`, and `∂d_c/∂x̂[i, c, h, w] = −1 / (m·H·W)`: "
+        "each of the m·H·W pixels of channel c counts once in its mean.\n\n"
+        "So every pixel of channel c gets the same value, `−d_c / (g · m·H·W)`; build the "
+        "`(C,)` vector and expand it to `x_hat`'s shape with `.view(1, -1, 1, 1).expand_as(x_hat)`."
     ),
     answer=(
-        "`(-log_p / (num_dims * math.log(2)) + 8).mean()`: nats to bits (÷ log 2), per "
-        "dimension (÷ D), plus the 8 bits of the factor 256 between the model's [0, 1) "
-        "and the 256 pixel levels. A uniform density (`log_p = 0`) scores exactly 8."
+        "`d = x.mean(dim=(0, 2, 3)) - x_hat.mean(dim=(0, 2, 3))`, then "
+        "`(-d / d.norm() / (m * h * w)).view(1, -1, 1, 1).expand_as(x_hat)`. Every pixel of "
+        "a channel gets the same push, against the channel's error and shrinking with the "
+        "number of pixels: the term says how much colour to add, never where."
     ),
 )
-def _check_bits_per_dim(fn) -> None:
-    expect_close(fn(torch.zeros(4), 2352), 8.0, "bits/dim of a uniform density (log p = 0)")
-    d = 2352
-    # An image half as likely per dimension (log p = D log 2) costs one bit per dimension less.
-    expect_close(fn(torch.full((3,), d * math.log(2)), d), 7.0, "bits/dim for log p = D log 2")
-    gen = torch.Generator().manual_seed(2)
-    for dims in (784, 2352):
-        log_p = torch.randn(16, generator=gen, dtype=torch.float64) * 300 + 2000
-        by_hand = float(np.mean([8 - float(v) / dims / math.log(2) for v in log_p]))
-        expect_close(fn(log_p, dims), by_hand, f"bits/dim of 16 log-likelihoods, D = {dims}")
+def _check_colour_gap_gradient(fn) -> None:
+    gen = torch.Generator().manual_seed(4)
+    for n, m, size in [(4, 6, 5), (16, 8, 28)]:
+        x = torch.rand(n, 3, size, size, generator=gen) ** 2
+        x_hat = torch.rand(m, 3, size, size, generator=gen).requires_grad_(True)
+        gap = torch.linalg.vector_norm(x.mean(dim=(0, 2, 3)) - x_hat.mean(dim=(0, 2, 3)))
+        (autograd,) = torch.autograd.grad(gap, x_hat)
+        got = fn(x, x_hat.detach())
+        expect(
+            isinstance(got, Tensor) and tuple(got.shape) == tuple(x_hat.shape),
+            f"the gradient should have x_hat's shape {tuple(x_hat.shape)}, got "
+            f"{tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__}",
+        )
+        expect_close(got, autograd, f"the gradient for {m} samples of {size}×{size} (autograd)")
 
 
 # --------------------------------------------------- 09.3 noise at the wrong scale

@@ -48,6 +48,7 @@ __all__ = [
     "SpectralGlowBase",
     "ClassConditionalBase",
     "base_from_noise",
+    "noise_from_latent",
 ]
 
 Tensor = torch.Tensor
@@ -411,4 +412,20 @@ def base_from_noise(base: nn.Module, eps: Tensor) -> Tensor:
         loc = base.loc * torch.exp(base.loc_logs * base.logscale_factor)
         log_scale = base.log_scale * torch.exp(base.log_scale_logs * base.logscale_factor)
         return loc + torch.exp(log_scale) * eps
+    raise TypeError(f"not a Glow base distribution: {type(base).__name__}")
+
+
+def noise_from_latent(base: nn.Module, z: Tensor) -> Tensor:
+    """The standard normal noise that a latent ``z`` stands for: :func:`base_from_noise` undone.
+
+    For a real image's latent it says where the image lies in the base, in the
+    units the sampler draws in (its length is about ``√D`` for a typical one).
+    """
+    if isinstance(base, SpectralGlowBase):
+        coeffs = torch.einsum("ha,ncab,wb->nchw", base.d_h, z, base.d_w)  # D z Dᵀ
+        return (coeffs - base.loc) / base.log_scale.exp()
+    if isinstance(base, nf.distributions.GlowBase):
+        loc = base.loc * torch.exp(base.loc_logs * base.logscale_factor)
+        log_scale = base.log_scale * torch.exp(base.log_scale_logs * base.logscale_factor)
+        return (z - loc) / torch.exp(log_scale)
     raise TypeError(f"not a Glow base distribution: {type(base).__name__}")

@@ -309,37 +309,15 @@ SMALL = Recipe(
     batch_size=64,
 )
 
-#: The 3-channel Glow of lesson 09: the course recipe's model made narrower, so
-#: that a step with all three terms of the composite loss (an inverse pass, two
-#: forward passes and their backward passes) stays well under a second on one
-#: CPU core; its base reads each latent in the cosine basis (``base="spectral"``,
-#: :class:`course_utils.glow.layers.SpectralGlowBase`), so a background of one
-#: colour across the image is a single latent coordinate per channel.
-PLAYGROUND_MODEL = GlowConfig(
-    shape=(3, 28, 28),
-    levels=2,
-    blocks=(2, 2),
-    hidden=(32, 48),
-    net="gated",
-    net_layers=2,
-    full_res=2,
-    full_res_hidden=24,
-    dequantizer=2,
-    dequantizer_hidden=16,
-    logit_alpha=1e-5,
-    base="spectral",
-)
-
-#: How the shipped ``glow-coloured-mnist`` was pretrained on the NLL alone:
-#: Adam at 1e-3 for the first 12,000 steps, then at 2e-4 (batches of 16 make
-#: the larger steps noisy once the curve flattens).
-PLAYGROUND = Recipe(
-    model=PLAYGROUND_MODEL,
-    optimiser=Optimiser("adam", lr=1e-3, max_grad_norm=100.0),
-    schedule=Schedule(warmup_steps=100, lr_drop=(12000, 0.2)),
-    batch_size=16,
-)
-
+#: The 3-channel Glow of lesson 09 (shipped as ``glow-coloured-mnist``): lesson
+#: 07's course model for three channels, whose base reads each latent in the
+#: cosine basis (``base="spectral"``, :class:`course_utils.glow.layers.SpectralGlowBase`),
+#: so that a background of one colour across the image is a single latent
+#: coordinate per channel.
+PLAYGROUND_MODEL = replace(COURSE.model, shape=(3, 28, 28), base="spectral")
+#: How the shipped ``glow-coloured-mnist`` was pretrained on the NLL alone: the
+#: long course recipe (Adam at 1e-3, then at 2e-4 from step 8,800) on that model.
+PLAYGROUND = COURSE_LONG.replace(shape=(3, 28, 28), base="spectral")
 #: How lesson 09 and its playground fine-tune that model with the composite
 #: loss: a smaller learning rate than the pretraining's, so the added terms
 #: change a model that already draws digits instead of starting it over.
@@ -349,7 +327,6 @@ FINETUNE = Recipe(
     schedule=Schedule(warmup_steps=10),
     batch_size=16,
 )
-
 #: The course recipe with one level instead of two, for lesson 07's comparison of
 #: single-scale and multi-scale Glow: the same six Glow blocks (all at 14×14, 4
 #: channels), the same full-resolution couplings and dequantizer, hidden

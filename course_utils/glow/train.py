@@ -119,7 +119,7 @@ def label_splits(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
 
     Coloured MNIST keeps MNIST's digits in their order, so it has their classes.
     """
-    name = "mnist" if check_dataset(dataset) == "coloured-mnist" else dataset
+    name = "mnist" if check_dataset(dataset).startswith("coloured-mnist") else dataset
     return load_mnist(name, "train")[1], load_mnist(name, "test")[1]
 
 

@@ -30,7 +30,7 @@ from course_utils.composite.finetune import TermHistory, evaluate, fit
 from course_utils.composite.losses import CONFIGURATIONS, LossConfig, sample_with_grad
 from course_utils.core.config import seed_everything
 from course_utils.core.metrics import bits_per_dim_each
-from course_utils.core.plots import PALETTE, image_grid, loss_curves
+from course_utils.core.plots import PALETTE, image_grid, log_ticks, loss_curves, smoothed
 from course_utils.core.widgets import PanelGroup, show_figure, slider
 from course_utils.glow.model import Glow, dequantize
 from course_utils.glow.recipes import FINETUNE, PLAYGROUND_MODEL
@@ -47,7 +47,6 @@ __all__ = [
     "Playground",
     "playground_panel",
     "term_curves_figure",
-    "study_table",
 ]
 
 #: The shipped model the playground and the lesson's four configurations start from.
@@ -56,6 +55,8 @@ PRETRAINED_NAME = "glow-coloured-mnist"
 #: Steps of one Train click with the default settings (benchmarks/playground.py times it).
 DEFAULT_STEPS = 20
 
+#: Steps averaged by the thick trend line of the playground's curves.
+SMOOTHING = 10
 #: The panel's starting settings: configuration (d) of the lesson.
 DEFAULTS: dict[str, Any] = {
     "alpha": CONFIGURATIONS["d"].alpha,
@@ -272,9 +273,12 @@ def playground_figure(state: PlaygroundState, temperature: float = 0.7, n: int =
             power = math.floor(math.log10(max(finite)))
             label += f"\n(×1e{power})"
         if values:
-            ax.plot(
-                range(1, len(values) + 1), [v / 10**power for v in values], color=PALETTE[k], lw=1.2
-            )
+            steps = range(1, len(values) + 1)
+            scaled = [v / 10**power for v in values]
+            ax.plot(steps, scaled, color=PALETTE[k], lw=0.8, alpha=0.35)  # every step
+            ax.plot(steps, smoothed(scaled, SMOOTHING), color=PALETTE[k], lw=2)  # the trend
+        if ax.get_yscale() == "log":
+            log_ticks(ax)
         for run in state.runs[:-1]:
             ax.axvline(run["total_steps"] + 0.5, color="0.5", ls=":", lw=1)
         ax.set_ylabel(label, fontsize=8)
@@ -285,7 +289,9 @@ def playground_figure(state: PlaygroundState, temperature: float = 0.7, n: int =
             ax.tick_params(labelbottom=False)
     runs = len(state.runs)
     ax.set_xlabel(
-        f"training step ({runs} run{'s' if runs != 1 else ''}; dotted lines between runs)"
+        f"training step ({runs} run{'s' if runs != 1 else ''}; dotted lines between runs); "
+        f"thin: each step's batch, thick: mean of the last {SMOOTHING} steps",
+        fontsize=8,
     )
     fig.align_ylabels()
     return fig
@@ -498,25 +504,8 @@ def term_curves_figure(
         loss_curves(curves, ax=ax, xlabel="fine-tuning step", ylabel=title, x_every=k)
         if term == "recon":
             ax.set_yscale("log")
+            log_ticks(ax)
         ax.get_legend().remove()
     handles = axes[0].get_legend_handles_labels()
     fig.legend(*handles, loc="outside upper center", ncol=len(logs), frameon=False)
     return fig
-
-
-def study_table(results: dict[str, dict], labels: dict[str, str]) -> str:
-    """The held-out measures of :func:`~course_utils.composite.finetune.evaluate`, a row a model."""
-    head = (
-        f"{'model':36s} {'test bpd':>8s} {'|Δμ| R, G, B':>21s} {'gap':>7s} {'R':>9s} "
-        f"{'overflow':>8s} {'digits':>7s}"
-    )
-    rows = [head]
-    for name, r in results.items():
-        err = " ".join(f"{v:.4f}" for v in r["channel_error"])
-        overflow = max(r["recon_overflow"], r["sample_overflow"])
-        digits = f"{r['recognisable']:7.1%}" if "recognisable" in r else f"{'–':>7s}"
-        rows.append(
-            f"{labels[name]:36s} {r['bpd']:8.3f} {err:>21s} {r['channel_gap']:7.4f} "
-            f"{r['recon']:9.2e} {overflow:8.1%} {digits}"
-        )
-    return "\n".join(rows)
