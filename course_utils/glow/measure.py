@@ -31,6 +31,7 @@ __all__ = [
     "bayes_accuracy",
     "bayes_posterior",
     "check_log_prior",
+    "class_count",
     "dequantization_bounds",
     "drawn_as_asked",
     "importance_weighted_log_prob",
@@ -88,7 +89,8 @@ class DrawnAsAsked:
         )
 
 
-def _conditional(model: nn.Module, what: str) -> int:
+def class_count(model: nn.Module, what: str) -> int:
+    """The number of classes of a class-conditional Glow, else a clear error naming ``what``."""
     classes = getattr(model, "num_classes", None)
     if not classes:
         raise ValueError(f"{what} needs a class-conditional Glow (num_classes set)")
@@ -121,7 +123,7 @@ def drawn_as_asked(
     Raises:
         ValueError: an unconditional model, or a setting out of range.
     """
-    classes = _conditional(model, "drawn_as_asked")
+    classes = class_count(model, "drawn_as_asked")
     samples_per_class = check_int("samples_per_class", samples_per_class, minimum=1)
     temperature = check_float("temperature", temperature, positive=True)
     confidence = check_float("confidence", confidence)
@@ -195,7 +197,7 @@ def bayes_posterior(
         ValueError: an unconditional model, images that are not ``uint8``, or a
             prior of the wrong shape or not finite.
     """
-    classes = _conditional(model, "bayes_posterior")
+    classes = class_count(model, "bayes_posterior")
     images = check_uint8_images("images", images, allow_hw=False)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     log_prior = check_log_prior(log_prior, classes)

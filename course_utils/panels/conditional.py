@@ -18,18 +18,11 @@ from course_utils.core.checks import check_int, check_uint8_images
 from course_utils.core.plots import PALETTE, image_grid
 from course_utils.core.widgets import Panel, PanelGroup, slider
 from course_utils.glow.digits import CONFIDENCE, probabilities
-from course_utils.glow.measure import bayes_posterior
+from course_utils.glow.measure import bayes_posterior, class_count
 
 __all__ = ["class_samples_figure", "posterior_figure", "conditional_panel"]
 
 Tensor = torch.Tensor
-
-
-def _classes(model: nn.Module) -> int:
-    classes = getattr(model, "num_classes", None)
-    if not classes:
-        raise ValueError("the panel needs a class-conditional Glow (num_classes set)")
-    return classes
 
 
 @torch.no_grad()
@@ -46,7 +39,7 @@ def class_samples_figure(
     A sample counts as drawn as asked when the classifier gives ``digit`` a
     probability of at least :data:`course_utils.glow.digits.CONFIDENCE`.
     """
-    classes = _classes(model)
+    classes = class_count(model, "the panel")
     digit = check_int("digit", digit, minimum=0)
     if digit >= classes:
         raise ValueError(f"digit must be a class below {classes}, got {digit}")
@@ -74,7 +67,7 @@ def posterior_figure(
     (:func:`course_utils.glow.measure.bayes_posterior`); with a classifier, its
     probabilities beside the flow's.
     """
-    classes = _classes(model)
+    classes = class_count(model, "the panel")
     image = check_uint8_images("image", image[None] if image.ndim == 3 else image, allow_hw=False)
     if len(image) != 1:
         raise ValueError(f"image must be one image (C, H, W), got {len(image)}")
@@ -127,7 +120,7 @@ def conditional_panel(
         labels: their classes ``(n,)``.
         classifier: optional digit classifier, which checks the samples and reads the digits too.
     """
-    classes = _classes(model)
+    classes = class_count(model, "the panel")
     images = check_uint8_images("images", images, allow_hw=False)
     labels = torch.as_tensor(labels)
     if labels.shape != (len(images),):
