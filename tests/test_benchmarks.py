@@ -12,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 RESULTS = BENCHMARKS / "results"
@@ -129,3 +130,28 @@ def test_side_by_side_reads_each_workers_json_and_reports_a_failure(tmp_path: Pa
     }
     with pytest.raises(RuntimeError, match="c: the worker failed"):
         harness.side_by_side({"c": job("c", "raise SystemExit(3)")})
+
+
+def test_lesson_09s_study_covers_its_grid_and_saves_the_samples_it_draws() -> None:
+    study = _load("composite_study")
+    report = json.loads((RESULTS / "composite_study.json").read_text(encoding="utf-8"))
+    assert [r["key"] for r in report["points"]] == [study.key(p) for p in study.points()]
+    assert report["alphas"] == list(study.ALPHAS) and report["betas"] == list(study.BETAS)
+    assert {r["classic"] for r in report["points"] if r["classic"]} == set("abcd")
+    for row in [report["start"], *report["points"]]:
+        assert {"bpd", "channel_gap", "recon", "recognisable", "single_background"} <= set(row)
+    for row in report["points"]:  # the lesson draws the curves of (a)-(d) from these
+        if row["classic"]:
+            assert {len(v) for v in row["terms"].values()} == {report["steps"]}
+    samples = torch.load(RESULTS / "composite_study_samples.pt", weights_only=True)
+    assert sorted(samples) == ["a", "b", "c", "d", "start"]
+    assert {(tuple(v.shape), v.dtype) for v in samples.values()} == {((36, 3, 28, 28), torch.uint8)}
+    rendered = (RESULTS / "composite_study.txt").read_text(encoding="utf-8")
+    assert rendered.endswith(study.table(report) + "\n")
+
+
+def test_lesson_09s_design_result_compares_both_designs() -> None:
+    design = _load("coloured_design")
+    report = json.loads((RESULTS / "coloured_design.json").read_text(encoding="utf-8"))
+    assert [r["dataset"] for r in report["designs"]] == list(design.DESIGNS)
+    assert report["single_background"] == design.SINGLE_BACKGROUND
