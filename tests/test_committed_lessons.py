@@ -41,26 +41,7 @@ def test_the_lessons_are_found() -> None:
     assert len(LESSONS) >= 10
 
 
-#: Lessons whose committed run predates drawing kept runs (their full re-run is
-#: still to come); strict, so the mark must go when they are re-run.
-NOT_YET_DRAWN = {"09_loss_playground"}
-
-
-def _figure_cases() -> list:
-    return [
-        pytest.param(
-            p,
-            marks=pytest.mark.xfail(
-                strict=True, reason="committed run not yet re-run with figures"
-            ),
-        )
-        if p.stem in NOT_YET_DRAWN
-        else p
-        for p in LESSONS
-    ]
-
-
-@pytest.mark.parametrize("path", _figure_cases(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
 def test_every_cell_that_draws_has_its_figure_in_the_committed_run(path: Path) -> None:
     drawing = [(i, c) for i, c in code_cells(path) if draws("".join(c["source"]))]
     assert drawing, f"{path.name}: no cell draws a figure"

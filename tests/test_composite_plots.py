@@ -100,7 +100,9 @@ def test_study_front_joins_each_alpha_and_labels_the_configurations() -> None:
 def test_term_curves_from_a_studys_logs() -> None:
     logs = {
         k: TermHistory(
-            total=[1.0] * 30, nll=[1.0] * 30, recon=[1e-3 + i * 1e-5 for i in range(30)],
+            total=[1.0] * 30,
+            nll=[1.0] * 30,
+            recon=[1e-3 + i * 1e-5 for i in range(30)],
             channel=[0.05] * 30,
         )
         for k in "ab"

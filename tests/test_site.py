@@ -28,7 +28,6 @@ from urllib.parse import urlparse
 
 import pytest
 from labserver import headless_chromium, unavailable
-from test_committed_lessons import NOT_YET_DRAWN
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSONS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -217,13 +216,7 @@ def _move_precomputed(page, name: str, artifacts: Path) -> None:
     assert after != before, f"{name}: the precomputed figure did not change"
 
 
-def _pages() -> list:
-    """Every page; a lesson whose committed run kept no figures (its panel's neither) xfails."""
-    mark = pytest.mark.xfail(strict=True, reason="committed run not yet re-run with figures")
-    return [pytest.param(n, marks=mark) if n in NOT_YET_DRAWN else n for n in PAGES]
-
-
-@pytest.mark.parametrize("name", _pages())
+@pytest.mark.parametrize("name", PAGES)
 def test_page(browser, server: str, artifacts: Path, name: str) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(TIMEOUT_MS)
