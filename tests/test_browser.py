@@ -208,18 +208,20 @@ def test_lesson_09_playground_in_a_browser(server, browser, artifacts: Path) -> 
         steps = playground.locator(".widget-slider", has_text="steps per run")
         steps.locator(".noUi-handle").first.focus()
         page.keyboard.press("Home")
-        page.wait_for_function(
-            "el => el.innerText.includes('10')", arg=steps.element_handle(), timeout=10_000
+        page.wait_for_function(  # the slider's readout: 5, not 15
+            "el => /(^|\\D)5$/.test(el.innerText.trim())",
+            arg=steps.element_handle(),
+            timeout=10_000,
         )
         rows_before = playground.locator("table tr").count()
         playground.locator("button", has_text="Train").click()
-        playground.locator(".widget-html", has_text=re.compile(r"run \d+: 10 steps")).wait_for(
+        playground.locator(".widget-html", has_text=re.compile(r"run \d+: 5 steps")).wait_for(
             timeout=90_000
         )
         after_train = _wait_src_change(page, image, after_slider, 30)
         assert after_train != first
         assert playground.locator("table tr").count() == rows_before + 1
-        bar = playground.locator(".progress-bar").first  # IntProgress: 10 of 10 steps
+        bar = playground.locator(".progress-bar").first  # IntProgress: 5 of 5 steps
         assert "width: 100%" in (bar.get_attribute("style") or ""), bar.get_attribute("style")
         playground.scroll_into_view_if_needed()
         page.screenshot(path=str(artifacts / "09_after_train.png"))
