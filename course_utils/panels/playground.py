@@ -53,8 +53,9 @@ __all__ = [
 PRETRAINED_NAME = "glow-coloured-mnist"
 
 #: Steps of one Train click with the default settings (benchmarks/playground.py times it:
-#: the click stays within 10 s on a 2-core CPU).
-DEFAULT_STEPS = 15
+#: the click stays within 10 s on a 2-core CPU, where a step of all three terms on the
+#: 3-channel course Glow takes about 0.8 s on two threads); the slider goes up to 200.
+DEFAULT_STEPS = 5
 
 #: Steps averaged by the thick trend line of the playground's curves.
 SMOOTHING = 10
